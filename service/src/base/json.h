@@ -36,9 +36,14 @@ typedef enum sg_json_type {
 
 /*
  * Validates text[0..len) as one strict JSON value (surrounding whitespace allowed).
- * Returns SG_OK, or SG_EPARSE (syntax, trailing data, comments), SG_EUTF8,
- * SG_ENULCHAR, SG_EDUPKEY, SG_EDEPTH (more than max_depth nested arrays/objects),
- * with a human message in err (may be NULL) that never quotes the input.
+ * Returns SG_OK, or SG_EPARSE (syntax, trailing data, comments, empty text),
+ * SG_EUTF8 (ill-formed UTF-8: overlongs, UTF-8 encoded surrogates, above U+10FFFF,
+ * truncated; also \u escapes of a surrogate that is not part of a pair),
+ * SG_ENULCHAR (a raw NUL byte anywhere, or \u0000 in a string or key), SG_EDUPKEY
+ * (two keys of one object equal after unescaping), SG_EDEPTH (more than max_depth
+ * nested arrays/objects), with a human message in err (may be NULL) that never
+ * quotes the input (it may give a byte offset). Numbers are never converted, so
+ * integers of any size are accepted. Linear time in len.
  */
 int sg_json_validate(const char *text, size_t len, size_t max_depth, sg_error_t *err) SG_MUSTCHECK;
 
@@ -57,8 +62,9 @@ int sg_json_object_get(sg_str_t obj, const char *key, sg_str_t *value) SG_MUSTCH
 
 /*
  * Iterates the members of an object. Start with it = SG_JSON_ITER_INIT(obj).
- * Returns 1 with *key_raw (the key's raw text, quotes included) and *value set,
- * 0 at the end, SG_EPARSE on malformed input or when obj is not an object.
+ * Returns 1 with *key_raw (the key's raw text, quotes included) and *value set
+ * (exact spans, no surrounding whitespace), 0 at the end (and on every later
+ * call), SG_EPARSE on malformed input or when obj is not an object.
  */
 typedef struct sg_json_iter {
     sg_str_t text;
@@ -73,7 +79,7 @@ int sg_json_array_next(sg_json_iter_t *it, sg_str_t *item) SG_MUSTCHECK;
 /*
  * Decodes a raw JSON string ("..." with escapes) and appends the UTF-8 bytes to
  * out. SG_EPARSE when raw is not a string; surrogate pairs are combined, a lone
- * surrogate is an error (SG_EUTF8).
+ * surrogate is an error (SG_EUTF8). On error out is left as it was.
  */
 int sg_json_string_decode(sg_str_t raw, sg_buf_t *out) SG_MUSTCHECK;
 /*
@@ -87,7 +93,10 @@ bool sg_json_string_eq(sg_str_t raw, const char *s);
  */
 bool sg_json_string_plain(sg_str_t raw, sg_str_t *out);
 
-/* Parses a raw JSON number that is an integer within int64 range. */
+/*
+ * Parses a raw JSON number written as an integer (no fraction, no exponent).
+ * SG_EPARSE when raw is not such a number, SG_EINVAL when it is outside int64.
+ */
 int sg_json_int64(sg_str_t raw, int64_t *out) SG_MUSTCHECK;
 
 /*

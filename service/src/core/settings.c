@@ -223,7 +223,7 @@ void sg_settings_print_help(void *file)
     for (size_t i = 0; i < SG_ARRAY_LEN(rows); i++) {
         const row_t *r = &rows[i];
         fprintf(f, "  %-16s %s%s%s%s\n", r->env, r->help, r->def != NULL ? " [default: " : "",
-                r->def != NULL ? (r->def[0] != '\0' ? r->def : "(none)") : " [required]",
+                r->def != NULL ? (r->def[0] != 0 ? r->def : "(none)") : " [required for control, start]",
                 r->def != NULL ? "]" : "");
     }
 }

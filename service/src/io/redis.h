@@ -9,7 +9,21 @@
  * is down or drops before the reply, or SG_ECANCELED when the client is freed —
  * and never inside sg_redis_command*() itself (errors at start are deferred to
  * a later loop turn). The sg_redis_cmd_t must stay valid until its callback
- * has returned; a reply arriving after a timeout is discarded.
+ * has returned; a reply arriving after a timeout is discarded. A command may be
+ * started again (reused) from inside its own callback.
+ *
+ * Connected means more than TCP: the server answered the handshake (AUTH if
+ * there is a password, SELECT if db != 0, otherwise PING; SUBSCRIBE on the
+ * subscriber connection) within connect_timeout_ms.
+ *
+ * Process requirements: SIGPIPE must be ignored (hiredis 0.14 writes with
+ * write(2), so a peer that vanished would otherwise kill the process). The
+ * host is handed to hiredis, which resolves it with getaddrinfo(): an IP
+ * literal never blocks, a DNS name blocks the loop for the lookup on every
+ * (re)connect attempt.
+ *
+ * Logs name the host, port, db and connection, never the password or any
+ * command argument.
  */
 #ifndef SG_IO_REDIS_H
 #define SG_IO_REDIS_H
@@ -33,9 +47,10 @@ typedef void (*sg_redis_state_cb)(void *data, bool connected);
 /* Embed in the owner; recover it with SG_CONTAINER_OF in the callback. */
 struct sg_redis_cmd {
     sg_redis_cmd_cb cb;
-    sg_timer_t _timer;
-    struct sg_redis_slot *_slot; /* private */
+    sg_timer_t _timer;           /* private: deadline, or the deferred error */
+    struct sg_redis_slot *_slot; /* private: hiredis privdata while in flight */
     struct sg_redis *_client;    /* private */
+    h2o_linklist_t _link;        /* private: on the client's pending list */
 };
 
 typedef struct sg_redis_options {
@@ -46,40 +61,76 @@ typedef struct sg_redis_options {
 
 /*
  * Parses redis://[[user]:password@]host[:port][/db] (default port 6379, db 0).
- * Returns SG_OK or SG_ESETTING with a message in err that never contains the password.
+ * user and password may be percent-encoded (%40 for '@'); the credentials end
+ * at the last '@'. host is a name, an IPv4 literal or an IPv6 literal in
+ * brackets; port is 1..65535; db is 0..9999. Returns SG_OK or SG_ESETTING with
+ * a message in err that never contains the credentials; on failure *out is
+ * zeroed.
  */
 typedef struct sg_redis_url {
     char host[256];
     int port;
     int db;
-    char password[256];
+    char user[256];     /* empty: the default user (AUTH <password>) */
+    char password[256]; /* empty: no AUTH */
 } sg_redis_url_t;
 int sg_redis_parse_url(const char *url, sg_redis_url_t *out, sg_error_t *err) SG_MUSTCHECK;
 
-/* A new client (owned by the caller) that starts connecting at once; opts may be NULL. */
-sg_redis_t *sg_redis_new(sg_loop_t *loop, const sg_redis_url_t *url, const sg_redis_options_t *opts);
-/* Closes both connections; pending commands complete with SG_ECANCELED before it returns. NULL is a no-op. */
+/*
+ * A new client (owned by the caller) that starts connecting at once; url is
+ * copied; opts may be NULL and zero fields take the defaults. The subscriber
+ * connection opens with the first sg_redis_subscribe. loop is borrowed until
+ * sg_redis_free.
+ */
+sg_redis_t *sg_redis_new(sg_loop_t *loop, const sg_redis_url_t *url,
+                         const sg_redis_options_t *opts);
+/*
+ * Closes both connections; every pending command's callback runs with
+ * SG_ECANCELED before it returns (those callbacks must not start commands on
+ * r). May be called from any callback of r. NULL is a no-op.
+ */
 void sg_redis_free(sg_redis_t *r);
 /* True while the command connection is connected (AUTH/SELECT done). */
 bool sg_redis_is_connected(const sg_redis_t *r);
-/* Called on every state change of the command connection; data is borrowed. */
+/*
+ * Called on every state change of the command connection, on a later loop
+ * turn than the change itself; data is borrowed.
+ */
 void sg_redis_set_state_cb(sg_redis_t *r, sg_redis_state_cb cb, void *data);
 
-/* Sends a printf-style hiredis command (see redisvFormatCommand). */
+/*
+ * Sends a printf-style hiredis command (see redisvFormatCommand), pipelined on
+ * the command connection. timeout_ms must be > 0. cmd needs no initialisation
+ * and must not be pending already. A format error, an empty command or a
+ * command that changes the connection's state (SELECT, [P|S]SUBSCRIBE,
+ * [P|S]UNSUBSCRIBE, MONITOR, HELLO, RESET) completes with SG_EINVAL.
+ */
 void sg_redis_command(sg_redis_t *r, sg_redis_cmd_t *cmd, uint64_t timeout_ms, sg_redis_cmd_cb cb,
-        const char *fmt, ...);
-/* Sends a binary-safe command; argv and argvlen are copied before the call returns. */
+                      const char *fmt, ...);
+/*
+ * Sends a binary-safe command; argv and argvlen are copied before the call
+ * returns (argvlen NULL: each argv[i] is a C string). Same rules as
+ * sg_redis_command; argc < 1 completes with SG_EINVAL.
+ */
 void sg_redis_command_argv(sg_redis_t *r, sg_redis_cmd_t *cmd, uint64_t timeout_ms,
-        sg_redis_cmd_cb cb, int argc, const char **argv, const size_t *argvlen);
+                           sg_redis_cmd_cb cb, int argc, const char **argv, const size_t *argvlen);
 
 /*
  * Subscribes to channel for the life of the client, on the subscriber
- * connection; re-subscribed after every reconnect. At most 8 channels.
- * cb runs for each message; data is borrowed until sg_redis_free.
- * (Re)subscription also calls state_cb of sg_redis_set_sub_state_cb.
+ * connection; re-subscribed after every reconnect. At most
+ * SG_REDIS_MAX_CHANNELS channels, each subscribed once (more is a bug).
+ * channel is copied. cb runs for each message; data is borrowed until
+ * sg_redis_free. (Re)subscription also calls state_cb of
+ * sg_redis_set_sub_state_cb.
  */
 void sg_redis_subscribe(sg_redis_t *r, const char *channel, sg_redis_message_cb cb, void *data);
-/* Called when the subscriber connection (re)subscribed (true) or dropped (false). */
+#define SG_REDIS_MAX_CHANNELS 8
+/*
+ * Called (on a later loop turn) with true each time every channel is
+ * confirmed subscribed — after each (re)connect and after each new
+ * sg_redis_subscribe — and with false when a subscribed connection drops.
+ * Messages published while dropped are lost: resync on every true.
+ */
 void sg_redis_set_sub_state_cb(sg_redis_t *r, sg_redis_state_cb cb, void *data);
 
 #endif

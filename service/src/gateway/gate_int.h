@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Internals shared by gate.c (tenants, Redis sync, routes) and mcp.c (the /mcp
+ * endpoint). Nothing outside the gateway module includes this.
+ */
+#ifndef SG_GATEWAY_GATE_INT_H
+#define SG_GATEWAY_GATE_INT_H
+
+#include "core/session_token.h"
+#include "core/tenant.h"
+#include "gateway/gate.h"
+#include "gateway/upstream.h"
+
+typedef struct sg_gate_tenant {
+    sg_gate_t *gate;
+    char *name;
+    sg_tenant_t *snap;     /* current snapshot (one reference), NULL until loaded */
+    int64_t want_version;  /* from sg:tenants */
+    int64_t bad_version;   /* a version that failed to parse: not retried */
+    bool loading;
+    bool seen;             /* present in the last sg:tenants listing */
+    sg_redis_cmd_t load_cmd;
+    sg_upstream_t **ups;   /* parallel to snap->upstreams */
+    struct sg_gate_tenant *next;
+} sg_gate_tenant_t;
+
+typedef struct sg_gate_stream sg_gate_stream_t; /* a GET /mcp SSE stream (mcp.c) */
+
+struct sg_gate {
+    sg_runtime_t *rt;
+    sg_loop_t *loop;
+    sg_redis_t *redis;
+    sg_log_ctx_t log;
+    /* session signing secret (sg:secret:session) */
+    uint8_t secret[128];
+    size_t secret_len;
+    bool have_secret;
+    sg_redis_cmd_t secret_cmd;
+    bool secret_busy;
+    /* tenants */
+    sg_gate_tenant_t *tenants;
+    bool tenants_listed;
+    sg_timer_t poll_timer;
+    sg_redis_cmd_t poll_cmd;
+    bool poll_busy;
+    /* ended sessions: nonces with their expiry (wall ms) */
+    char (*revoked)[33];
+    uint64_t *revoked_exp;
+    size_t nrevoked;
+    sg_redis_cmd_t revoked_cmd;
+    bool revoked_busy;
+    /* GET streams held by this replica */
+    sg_gate_stream_t *streams;
+    struct sg_exchange *exchanges; /* POSTs in flight on this replica */
+    bool draining;
+};
+
+/* The loaded tenant owning the API key hash, with its identity; NULL when unknown. */
+sg_gate_tenant_t *sg_gate_auth(sg_gate_t *gate, const uint8_t key_sha256[32],
+        const sg_identity_t **identity);
+sg_gate_tenant_t *sg_gate_find_tenant(sg_gate_t *gate, const char *name);
+bool sg_gate_is_revoked(const sg_gate_t *gate, const char *nonce);
+/* Records an ended session locally and in Redis (sorted set + event). */
+void sg_gate_revoke(sg_gate_t *gate, const char *nonce, uint64_t expires_ms);
+/* Publishes "tools <tenant>" so every replica tells its GET streams. */
+void sg_gate_publish_tools_changed(sg_gate_t *gate, const char *tenant);
+
+/* mcp.c */
+int sg_mcp_handle(void *data, h2o_req_t *req);
+int sg_mcp_handle_prm(void *data, h2o_req_t *req);
+/* Sends notifications/tools/list_changed on this replica's GET streams of tenant. */
+void sg_mcp_notify_tools_changed(sg_gate_t *gate, const char *tenant);
+/* Ends every GET stream (drain). */
+void sg_mcp_close_streams(sg_gate_t *gate);
+
+#endif

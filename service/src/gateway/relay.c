@@ -1,0 +1,673 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Methods that reach upstreams. tools/list is answered from the upstreams'
+ * cached lists; tools/call runs the stage table of the call pipeline;
+ * list methods of resources and prompts fan out and merge; reads, gets and
+ * completions are routed by namespaced name, or tried upstream by upstream
+ * in configuration order when a URI does not name its upstream.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/clock.h"
+#include "base/json.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/metrics.h"
+#include "gateway/mcp_int.h"
+
+static SG_METRIC_DEFINE(m_calls, SG_METRIC_HISTOGRAM, "sg_tool_call_seconds", NULL,
+        "tools/call latency through the gate, from request to response");
+
+/* ---- exchanges in flight (for notifications/cancelled) ---- */
+
+static void track(sg_gate_t *gate, sg_exchange_t *ex)
+{
+    ex->prev = NULL;
+    ex->next = gate->exchanges;
+    if (gate->exchanges != NULL) {
+        gate->exchanges->prev = ex;
+    }
+    gate->exchanges = ex;
+    sg_exchange_ref(ex);
+}
+
+static void untrack(sg_gate_t *gate, sg_exchange_t *ex)
+{
+    if (ex->prev == NULL && gate->exchanges != ex) {
+        return; /* not tracked */
+    }
+    if (ex->prev != NULL) {
+        ex->prev->next = ex->next;
+    } else {
+        gate->exchanges = ex->next;
+    }
+    if (ex->next != NULL) {
+        ex->next->prev = ex->prev;
+    }
+    ex->next = ex->prev = NULL;
+    sg_exchange_unref(ex);
+}
+
+static void finish(sg_exchange_t *ex, sg_str_t json)
+{
+    sg_exchange_finish(ex, json);
+    untrack(ex->owner, ex);
+}
+
+void sg_relay_fail(sg_exchange_t *ex, int err, const char *message, sg_str_t data_raw)
+{
+    sg_buf_t b = SG_BUF_INIT;
+    sg_jsonrpc_write_error(&b, ex->client_id, sg_err_jsonrpc_code(err),
+            message != NULL ? message : sg_err_message(err), data_raw);
+    finish(ex, sg_buf_str(&b));
+    sg_buf_dispose(&b);
+}
+
+static void reply_result(sg_exchange_t *ex, sg_str_t result)
+{
+    sg_buf_t b = SG_BUF_INIT;
+    sg_jsonrpc_write_result(&b, ex->client_id, result);
+    finish(ex, sg_buf_str(&b));
+    sg_buf_dispose(&b);
+}
+
+/* Relays an upstream response message under the agent's id (result or error untouched). */
+static void relay_response(sg_exchange_t *ex, sg_str_t response)
+{
+    sg_jsonrpc_msg_t m;
+    sg_buf_t scratch = SG_BUF_INIT;
+    if (sg_jsonrpc_parse_one(response, &m, &scratch, NULL) != SG_OK) {
+        sg_buf_dispose(&scratch);
+        sg_relay_fail(ex, SG_EUPSTREAM, "upstream sent a malformed response", SG_STR_NULL);
+        return;
+    }
+    sg_buf_t b = SG_BUF_INIT;
+    if (m.kind == SG_JSONRPC_RESPONSE) {
+        sg_jsonrpc_write_result(&b, ex->client_id, m.result);
+    } else {
+        sg_buf_append_cstr(&b, "{\"jsonrpc\":\"2.0\",\"id\":");
+        sg_buf_append_str(&b, ex->client_id);
+        sg_buf_append_cstr(&b, ",\"error\":");
+        sg_buf_append_str(&b, m.error);
+        sg_buf_append_char(&b, '}');
+    }
+    finish(ex, sg_buf_str(&b));
+    sg_buf_dispose(&b);
+    sg_buf_dispose(&scratch);
+}
+
+static void upstream_failed(sg_exchange_t *ex, int status, const char *upstream)
+{
+    sg_buf_t data = SG_BUF_INIT;
+    sg_buf_append_cstr(&data, "{\"upstream\":");
+    sg_json_write_cstr(&data, upstream);
+    sg_buf_append_cstr(&data, ",\"reason\":");
+    sg_json_write_cstr(&data, sg_err_name(status));
+    sg_buf_append_char(&data, '}');
+    sg_relay_fail(ex, status == SG_ETIMEDOUT ? SG_ETIMEDOUT : SG_EUPSTREAM,
+            status == SG_ETIMEDOUT ? "upstream timed out" : "upstream unavailable or failed",
+            sg_buf_str(&data));
+    sg_buf_dispose(&data);
+}
+
+/* ---- subcalls ---- */
+
+typedef void (*subcalls_done_cb)(sg_exchange_t *ex);
+
+typedef struct relay_ctx {
+    subcalls_done_cb done;
+    const char *list_key;  /* fan-out: array member to merge */
+    bool rename;           /* fan-out: prefix names (prompts) */
+    size_t try_next;       /* route-first: next upstream index to try */
+    char *method;
+    sg_str_t params;       /* borrows ex->body */
+    char *params_owned;
+} relay_ctx_t;
+
+static void on_sub_interim(sg_upcall_t *c, sg_str_t json, bool is_request)
+{
+    (void)is_request;
+    sg_subcall_t *s = SG_CONTAINER_OF(c, sg_subcall_t, call);
+    sg_exchange_send_interim(s->ex, json);
+}
+
+static void on_sub_done(sg_upcall_t *c, int status, sg_str_t response)
+{
+    sg_subcall_t *s = SG_CONTAINER_OF(c, sg_subcall_t, call);
+    sg_exchange_t *ex = s->ex;
+    s->done = true;
+    s->status = status;
+    if (status == SG_OK) {
+        s->response = sg_xmemdup(response.ptr, response.len);
+        s->response_len = response.len;
+    }
+    if (--ex->pending == 0 && !ex->finished) {
+        relay_ctx_t *ctx = ex->ctx;
+        ctx->done(ex);
+    }
+    sg_exchange_unref(ex);
+}
+
+static const sg_upcall_ops_t sub_ops = { .on_interim = on_sub_interim, .on_done = on_sub_done };
+
+/* The subcall slots are allocated once: upstreams hold pointers into them. */
+static void prepare_subs(sg_exchange_t *ex, size_t n)
+{
+    SG_BUG_ON(ex->subs != NULL);
+    ex->subs = sg_xcalloc(n + 1, sizeof(*ex->subs));
+    ex->ctx_cap = n + 1;
+}
+
+static sg_subcall_t *add_sub(sg_exchange_t *ex, size_t index)
+{
+    SG_BUG_ON(ex->nsubs >= ex->ctx_cap);
+    sg_subcall_t *s = &ex->subs[ex->nsubs++];
+    memset(s, 0, sizeof(*s));
+    s->ex = ex;
+    s->index = index;
+    return s;
+}
+
+/* Starts one upstream request for ex; false when the upstream is not ready. */
+static bool start_sub(sg_exchange_t *ex, sg_upstream_t *up, size_t index, const char *method,
+        sg_str_t params)
+{
+    size_t slot = ex->nsubs;
+    (void)add_sub(ex, index);
+    sg_subcall_t *s = &ex->subs[slot];
+    ex->pending++;
+    sg_exchange_ref(ex);
+    if (sg_upstream_call(up, &s->call, method, params, sg_upstream_cfg(up)->timeout_ms,
+                &sub_ops) != SG_OK) {
+        ex->pending--;
+        ex->nsubs--;
+        sg_exchange_unref(ex);
+        return false;
+    }
+    return true;
+}
+
+/* ---- name resolution ---- */
+
+/* Exposed name of an upstream item: "<prefix>__<name>", or the bare name with prefix "". */
+static void exposed_name(sg_buf_t *out, const char *prefix, const char *name)
+{
+    if (prefix[0] != '\0') {
+        sg_buf_printf(out, "%s__", prefix);
+    }
+    sg_buf_append_cstr(out, name);
+}
+
+/* Finds the upstream and original tool name for an exposed name; index or -1. */
+static long resolve_tool(const sg_gate_tenant_t *t, sg_str_t name, const char **orig)
+{
+    size_t n = t->snap->nupstreams;
+    for (size_t i = 0; i < n; i++) {
+        const char *prefix = t->snap->upstreams[i].prefix;
+        size_t plen = strlen(prefix);
+        sg_str_t rest = name;
+        if (plen != 0) {
+            if (name.len <= plen + 2 || memcmp(name.ptr, prefix, plen) != 0 ||
+                    memcmp(name.ptr + plen, "__", 2) != 0) {
+                continue;
+            }
+            rest = (sg_str_t){ name.ptr + plen + 2, name.len - plen - 2 };
+        }
+        size_t ntools;
+        const sg_uptool_t *tools = sg_upstream_tools(t->ups[i], &ntools);
+        for (size_t k = 0; k < ntools; k++) {
+            if (sg_str_eq_cstr(rest, tools[k].name)) {
+                *orig = tools[k].name;
+                return (long)i;
+            }
+        }
+    }
+    return -1;
+}
+
+/* Copies raw with the string value at span replaced by the JSON string of name. */
+static void splice_string(sg_buf_t *out, sg_str_t raw, sg_str_t span, const char *name)
+{
+    sg_buf_append(out, raw.ptr, (size_t)(span.ptr - raw.ptr));
+    sg_json_write_cstr(out, name);
+    sg_buf_append(out, span.ptr + span.len, (size_t)(raw.ptr + raw.len - span.ptr - span.len));
+}
+
+/* ---- tools/list ---- */
+
+static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t)
+{
+    sg_buf_t result = SG_BUF_INIT;
+    sg_buf_t seen = SG_BUF_INIT; /* "\n"-joined exposed names, to refuse collisions */
+    sg_buf_append_cstr(&result, "{\"tools\":[");
+    bool first = true;
+    for (size_t i = 0; i < t->snap->nupstreams; i++) {
+        size_t ntools;
+        const sg_uptool_t *tools = sg_upstream_tools(t->ups[i], &ntools);
+        for (size_t k = 0; k < ntools; k++) {
+            sg_buf_t name = SG_BUF_INIT;
+            sg_str_t span;
+            exposed_name(&name, t->snap->upstreams[i].prefix, tools[k].name);
+            sg_buf_append_char(&name, '\n');
+            bool dup = seen.data != NULL && memmem(seen.data, seen.len, name.data, name.len) != NULL;
+            sg_str_t raw = { tools[k].raw, tools[k].raw_len };
+            if (!dup && sg_json_object_get(raw, "name", &span) == SG_OK) {
+                sg_buf_append_str(&seen, sg_buf_str(&name));
+                name.data[--name.len] = '\0';
+                if (!first) {
+                    sg_buf_append_char(&result, ',');
+                }
+                first = false;
+                splice_string(&result, raw, span, name.data);
+            } else if (dup) {
+                SG_LOG_ERROR(NULL, "tenant %s: tool name collision on %.*s; check prefixes",
+                        t->name, (int)name.len - 1, name.data);
+            }
+            sg_buf_dispose(&name);
+        }
+    }
+    sg_buf_append_cstr(&result, "]}");
+    reply_result(ex, sg_buf_str(&result));
+    sg_buf_dispose(&result);
+    sg_buf_dispose(&seen);
+}
+
+/* ---- tools/call: the stage table ---- */
+
+typedef enum stage_rc {
+    STAGE_NEXT = 0,
+    STAGE_WAIT = 1,
+    STAGE_DONE = 2,
+} stage_rc_t;
+
+typedef struct call_state {
+    relay_ctx_t relay; /* first: the exchange's ctx is freed as a whole */
+    sg_gate_tenant_t *t;
+    const sg_identity_t *id;
+    long upstream;
+    const char *orig_name;
+    size_t stage;
+} call_state_t;
+
+static stage_rc_t stage_resolve(sg_exchange_t *ex, call_state_t *cs)
+{
+    sg_str_t name;
+    if (cs->relay.params.len == 0 || sg_json_object_get(cs->relay.params, "name", &name) != SG_OK ||
+            sg_json_type(name) != SG_JSON_STRING) {
+        sg_relay_fail(ex, SG_EPARAMS, "tools/call needs params.name", SG_STR_NULL);
+        return STAGE_DONE;
+    }
+    sg_buf_t decoded = SG_BUF_INIT;
+    if (sg_json_string_decode(name, &decoded) == SG_OK) {
+        cs->upstream = resolve_tool(cs->t, sg_buf_str(&decoded), &cs->orig_name);
+    } else {
+        cs->upstream = -1;
+    }
+    if (cs->upstream < 0) {
+        sg_buf_t msg = SG_BUF_INIT;
+        sg_buf_printf(&msg, "Unknown tool: %.*s", (int)SG_MIN(decoded.len, 128), decoded.data);
+        sg_relay_fail(ex, SG_EPARAMS, msg.data, SG_STR_NULL);
+        sg_buf_dispose(&msg);
+        sg_buf_dispose(&decoded);
+        return STAGE_DONE;
+    }
+    sg_buf_t params = SG_BUF_INIT;
+    splice_string(&params, cs->relay.params, name, cs->orig_name);
+    cs->relay.params_owned = sg_buf_steal(&params, &cs->relay.params.len);
+    cs->relay.params.ptr = cs->relay.params_owned;
+    sg_buf_dispose(&decoded);
+    return STAGE_NEXT;
+}
+
+static stage_rc_t stage_pass(sg_exchange_t *ex, call_state_t *cs)
+{
+    /* TODO(issues 5, 6, 7): kill switch, policy, scanning and audit fill these slots */
+    (void)ex;
+    (void)cs;
+    return STAGE_NEXT;
+}
+
+static void on_call_done(sg_exchange_t *ex);
+
+static stage_rc_t stage_forward(sg_exchange_t *ex, call_state_t *cs)
+{
+    sg_upstream_t *up = cs->t->ups[cs->upstream];
+    if (!start_sub(ex, up, (size_t)cs->upstream, "tools/call", cs->relay.params)) {
+        upstream_failed(ex, SG_EUPSTREAM, sg_upstream_cfg(up)->name);
+        return STAGE_DONE;
+    }
+    return STAGE_WAIT;
+}
+
+static stage_rc_t stage_reply(sg_exchange_t *ex, call_state_t *cs)
+{
+    sg_subcall_t *s = &ex->subs[0];
+    if (s->status != SG_OK) {
+        upstream_failed(ex, s->status, ex->snap->upstreams[cs->upstream].name);
+    } else {
+        relay_response(ex, (sg_str_t){ s->response, s->response_len });
+    }
+    sg_metric_observe_us(&m_calls, sg_clock_now_us() - ex->started_us);
+    return STAGE_DONE;
+}
+
+static const struct stage {
+    const char *name;
+    stage_rc_t (*run)(sg_exchange_t *ex, call_state_t *cs);
+} stages[] = {
+    { "resolve", stage_resolve },
+    { "killswitch", stage_pass },
+    { "policy", stage_pass },
+    { "scan_request", stage_pass },
+    { "forward", stage_forward },
+    { "scan_response", stage_pass },
+    { "reply", stage_reply },
+};
+
+static void call_advance(sg_exchange_t *ex)
+{
+    call_state_t *cs = ex->ctx;
+    while (cs->stage < SG_ARRAY_LEN(stages)) {
+        stage_rc_t rc = stages[cs->stage++].run(ex, cs);
+        if (rc != STAGE_NEXT) {
+            return;
+        }
+    }
+}
+
+static void on_call_done(sg_exchange_t *ex)
+{
+    call_advance(ex);
+}
+
+static void tools_call(sg_exchange_t *ex, sg_gate_tenant_t *t, const sg_identity_t *id,
+        sg_str_t params)
+{
+    call_state_t *cs = sg_xcalloc(1, sizeof(*cs));
+    cs->relay.done = on_call_done;
+    cs->relay.params = params;
+    cs->t = t;
+    cs->id = id;
+    ex->ctx = cs;
+    prepare_subs(ex, 1);
+    call_advance(ex);
+}
+
+/* ---- fan-out lists: resources/list, resources/templates/list, prompts/list ---- */
+
+static void merge_items(sg_buf_t *out, bool *first, sg_str_t items, const char *prefix, bool rename)
+{
+    sg_json_iter_t it = SG_JSON_ITER_INIT(items);
+    sg_str_t item, name;
+    while (sg_json_array_next(&it, &item) == 1) {
+        if (!*first) {
+            sg_buf_append_char(out, ',');
+        }
+        *first = false;
+        sg_buf_t dec = SG_BUF_INIT;
+        if (rename && sg_json_object_get(item, "name", &name) == SG_OK &&
+                sg_json_string_decode(name, &dec) == SG_OK) {
+            sg_buf_t exposed = SG_BUF_INIT;
+            exposed_name(&exposed, prefix, dec.data != NULL ? dec.data : "");
+            splice_string(out, item, name, exposed.data);
+            sg_buf_dispose(&exposed);
+        } else {
+            sg_buf_append_str(out, item);
+        }
+        sg_buf_dispose(&dec);
+    }
+}
+
+static void on_fanout_done(sg_exchange_t *ex)
+{
+    relay_ctx_t *ctx = ex->ctx;
+    sg_buf_t result = SG_BUF_INIT;
+    bool first = true;
+    sg_buf_printf(&result, "{\"%s\":[", ctx->list_key);
+    for (size_t i = 0; i < ex->nsubs; i++) {
+        sg_subcall_t *s = &ex->subs[i];
+        sg_jsonrpc_msg_t m;
+        sg_buf_t scratch = SG_BUF_INIT;
+        sg_str_t items;
+        if (s->status == SG_OK &&
+                sg_jsonrpc_parse_one((sg_str_t){ s->response, s->response_len }, &m, &scratch,
+                        NULL) == SG_OK &&
+                m.kind == SG_JSONRPC_RESPONSE &&
+                sg_json_object_get(m.result, ctx->list_key, &items) == SG_OK) {
+            merge_items(&result, &first, items, ex->snap->upstreams[s->index].prefix,
+                    ctx->rename);
+        }
+        sg_buf_dispose(&scratch);
+    }
+    sg_buf_append_cstr(&result, "]}");
+    reply_result(ex, sg_buf_str(&result));
+    sg_buf_dispose(&result);
+}
+
+static void fan_out(sg_exchange_t *ex, sg_gate_tenant_t *t, const char *method,
+        const char *capability, const char *key, bool rename)
+{
+    relay_ctx_t *ctx = sg_xcalloc(1, sizeof(*ctx));
+    ctx->done = on_fanout_done;
+    ctx->list_key = key;
+    ctx->rename = rename;
+    ex->ctx = ctx;
+    prepare_subs(ex, t->snap->nupstreams);
+    ex->pending++; /* hold completion until every subcall started */
+    for (size_t i = 0; i < t->snap->nupstreams; i++) {
+        if (sg_upstream_has_capability(t->ups[i], capability)) {
+            (void)start_sub(ex, t->ups[i], i, method, SG_STR_LIT("{}"));
+        }
+    }
+    if (--ex->pending == 0) {
+        on_fanout_done(ex);
+    }
+}
+
+/* ---- routed requests: try the candidate upstreams in order ---- */
+
+static void ctx_free(void *p)
+{
+    relay_ctx_t *ctx = p;
+    free(ctx->method);
+    free(ctx->params_owned);
+    free(ctx);
+}
+
+static void try_next(sg_exchange_t *ex);
+
+static bool is_error_response(const sg_subcall_t *s)
+{
+    sg_jsonrpc_msg_t m;
+    sg_buf_t scratch = SG_BUF_INIT;
+    bool err = s->status != SG_OK ||
+            sg_jsonrpc_parse_one((sg_str_t){ s->response, s->response_len }, &m, &scratch,
+                    NULL) != SG_OK ||
+            m.kind != SG_JSONRPC_RESPONSE;
+    sg_buf_dispose(&scratch);
+    return err;
+}
+
+static void on_route_done(sg_exchange_t *ex)
+{
+    relay_ctx_t *ctx = ex->ctx;
+    sg_subcall_t *s = &ex->subs[ex->nsubs - 1];
+    bool more = ctx->try_next < ex->snap->nupstreams;
+    if (is_error_response(s) && more) {
+        try_next(ex);
+        return;
+    }
+    if (s->status != SG_OK) {
+        upstream_failed(ex, s->status, ex->snap->upstreams[s->index].name);
+    } else {
+        relay_response(ex, (sg_str_t){ s->response, s->response_len });
+    }
+}
+
+static void try_next(sg_exchange_t *ex)
+{
+    relay_ctx_t *ctx = ex->ctx;
+    sg_gate_tenant_t *t = sg_gate_find_tenant(ex->owner, ex->tenant);
+    while (t != NULL && t->snap == ex->snap && ctx->try_next < t->snap->nupstreams) {
+        size_t i = ctx->try_next++;
+        const char *cap = strncmp(ctx->method, "completion/", 11) == 0 ? "completions"
+                : strncmp(ctx->method, "prompts/", 8) == 0               ? "prompts"
+                : strncmp(ctx->method, "logging/", 8) == 0               ? "logging"
+                                                                         : "resources";
+        if (sg_upstream_has_capability(t->ups[i], cap) &&
+                start_sub(ex, t->ups[i], i, ctx->method, ctx->params)) {
+            return;
+        }
+    }
+    sg_relay_fail(ex, SG_EPARAMS, "no upstream could serve this request", SG_STR_NULL);
+}
+
+/* Splits "<prefix>__<name>" against the upstreams' prefixes; index or -1 (bare names: -1). */
+static long resolve_prefixed(const sg_tenant_t *snap, sg_str_t name, sg_str_t *rest)
+{
+    for (size_t i = 0; i < snap->nupstreams; i++) {
+        const char *prefix = snap->upstreams[i].prefix;
+        size_t plen = strlen(prefix);
+        if (plen != 0 && name.len > plen + 2 && memcmp(name.ptr, prefix, plen) == 0 &&
+                memcmp(name.ptr + plen, "__", 2) == 0) {
+            *rest = (sg_str_t){ name.ptr + plen + 2, name.len - plen - 2 };
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* Rewrites the namespaced prompt name at span (inside raw) and restricts routing to its upstream. */
+static void route_prompt_name(relay_ctx_t *ctx, const sg_tenant_t *snap, sg_str_t raw,
+        sg_str_t span)
+{
+    sg_buf_t dec = SG_BUF_INIT;
+    sg_str_t rest;
+    long i;
+    if (sg_json_string_decode(span, &dec) != SG_OK ||
+            (i = resolve_prefixed(snap, sg_buf_str(&dec), &rest)) < 0) {
+        sg_buf_dispose(&dec);
+        return;
+    }
+    char *orig = sg_xstrdup_str(rest);
+    sg_buf_t params = SG_BUF_INIT;
+    splice_string(&params, raw, span, orig);
+    free(orig);
+    ctx->params_owned = sg_buf_steal(&params, &ctx->params.len);
+    ctx->params.ptr = ctx->params_owned;
+    ctx->try_next = (size_t)i;
+    sg_buf_dispose(&dec);
+}
+
+static void routed(sg_exchange_t *ex, sg_gate_tenant_t *t, sg_str_t method, sg_str_t params)
+{
+    relay_ctx_t *ctx = sg_xcalloc(1, sizeof(*ctx));
+    ctx->done = on_route_done;
+    ctx->method = sg_xstrdup_str(method);
+    ctx->params = params.len != 0 ? params : SG_STR_LIT("{}");
+    ex->ctx = ctx;
+    ex->ctx_free = ctx_free;
+    prepare_subs(ex, t->snap->nupstreams);
+    sg_str_t name, ref;
+    if (sg_str_eq_cstr(method, "prompts/get") && sg_json_object_get(ctx->params, "name", &name) == SG_OK) {
+        route_prompt_name(ctx, t->snap, ctx->params, name);
+    } else if (sg_str_eq_cstr(method, "completion/complete") &&
+            sg_json_object_get(ctx->params, "ref", &ref) == SG_OK &&
+            sg_json_object_get(ref, "name", &name) == SG_OK) {
+        route_prompt_name(ctx, t->snap, ctx->params, name);
+    }
+    try_next(ex);
+}
+
+/* ---- logging/setLevel: every upstream that logs ---- */
+
+static void on_set_level_done(sg_exchange_t *ex)
+{
+    reply_result(ex, SG_STR_LIT("{}"));
+}
+
+static void set_level(sg_exchange_t *ex, sg_gate_tenant_t *t, sg_str_t params)
+{
+    relay_ctx_t *ctx = sg_xcalloc(1, sizeof(*ctx));
+    ctx->done = on_set_level_done;
+    ex->ctx = ctx;
+    prepare_subs(ex, t->snap->nupstreams);
+    ex->pending++;
+    for (size_t i = 0; i < t->snap->nupstreams; i++) {
+        if (sg_upstream_has_capability(t->ups[i], "logging")) {
+            (void)start_sub(ex, t->ups[i], i, "logging/setLevel", params);
+        }
+    }
+    if (--ex->pending == 0) {
+        on_set_level_done(ex);
+    }
+}
+
+/* ---- entry points ---- */
+
+void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
+        const sg_identity_t *id, const sg_jsonrpc_msg_t *m)
+{
+    sg_metrics_register(&m_calls);
+    track(gate, ex);
+    sg_str_t method = m->method;
+    if (sg_str_eq_cstr(method, "tools/list")) {
+        tools_list(ex, t);
+    } else if (sg_str_eq_cstr(method, "tools/call")) {
+        ex->ctx_free = ctx_free;
+        tools_call(ex, t, id, m->params);
+    } else if (sg_str_eq_cstr(method, "resources/list")) {
+        fan_out(ex, t, "resources/list", "resources", "resources", false);
+    } else if (sg_str_eq_cstr(method, "resources/templates/list")) {
+        fan_out(ex, t, "resources/templates/list", "resources", "resourceTemplates", false);
+    } else if (sg_str_eq_cstr(method, "prompts/list")) {
+        fan_out(ex, t, "prompts/list", "prompts", "prompts", true);
+    } else if (sg_str_eq_cstr(method, "resources/read") ||
+            sg_str_eq_cstr(method, "resources/subscribe") ||
+            sg_str_eq_cstr(method, "resources/unsubscribe") ||
+            sg_str_eq_cstr(method, "prompts/get") ||
+            sg_str_eq_cstr(method, "completion/complete")) {
+        routed(ex, t, method, m->params);
+    } else if (sg_str_eq_cstr(method, "logging/setLevel")) {
+        set_level(ex, t, m->params);
+    } else {
+        sg_relay_fail(ex, SG_EMETHOD, NULL, SG_STR_NULL);
+    }
+}
+
+void sg_relay_agent_response(sg_gate_t *gate, sg_gate_tenant_t *t, const sg_jsonrpc_msg_t *m)
+{
+    (void)gate;
+    bool is_error = m->kind == SG_JSONRPC_ERROR;
+    size_t n = t->snap != NULL ? t->snap->nupstreams : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (sg_upstream_answer(t->ups[i], m->id, is_error ? m->error : m->result, is_error) ==
+                SG_OK) {
+            return;
+        }
+    }
+}
+
+void sg_relay_cancel(sg_gate_t *gate, const char *nonce, sg_str_t request_id)
+{
+    for (sg_exchange_t *ex = gate->exchanges; ex != NULL; ex = ex->next) {
+        if (strcmp(ex->session_nonce, nonce) != 0 || !sg_str_eq(ex->client_id, request_id)) {
+            continue;
+        }
+        sg_exchange_ref(ex);
+        for (size_t i = 0; i < ex->nsubs; i++) {
+            sg_subcall_t *s = &ex->subs[i];
+            if (!s->done && s->call._up != NULL) {
+                sg_upstream_cancel(&s->call, "cancelled by the agent");
+                s->done = true;
+                ex->pending--;
+                sg_exchange_unref(ex); /* the subcall's reference */
+            }
+        }
+        sg_relay_fail(ex, SG_ECANCELED, "cancelled by the agent", SG_STR_NULL);
+        sg_exchange_unref(ex);
+        return;
+    }
+}

@@ -1,0 +1,1132 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The Streamable HTTP upstream transport (MCP 2025-03-26 to 2025-11-25) on h2o 2.2.5's
+ * http1client. Every send() is one POST on a connection of its own; the answer is 202, one
+ * application/json body, or a text/event-stream whose events are the messages. An SSE
+ * stream that ends before the response, after the server gave event ids, is resumed with
+ * GET + Last-Event-ID (2025-11-25 polling). No keep-alive: h2o 2.2.5 does not retry a
+ * request on a pooled connection the server has just closed, and a POST is not idempotent.
+ *
+ * Invariants:
+ *  - h2o callbacks are thin: they parse, queue messages on their request and arm a 0 ms
+ *    timer. The owner is called only from our timers, never inside an h2o callback nor
+ *    inside a call into the transport, so forget/stop/free may cancel h2o clients at once.
+ *  - A request with a non-NULL origin reports on_origin_done exactly once unless it is
+ *    forgotten; stop() turns those still running into SG_ECLOSED, reported before on_down.
+ *  - free() during an event only marks the transport dead; the memory goes when the event
+ *    returns (t->in_event).
+ *  - TLS: one SSL_CTX per transport whose X509_VERIFY_PARAM carries the host name or IP,
+ *    so OpenSSL itself rejects a mismatch (h2o 2.2.5 skips its check under TLS 1.3).
+ * Called by gateway/upstream.c through sg_transport_ops_t.
+ */
+#include "gateway/transport.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "base/buf.h"
+#include "base/log.h"
+#include "base/mem.h"
+
+#define MAX_BODY              ((size_t)64 << 20) /* one JSON answer or one SSE event */
+#define MAX_TOKEN             1024               /* session ids and event ids */
+#define MAX_VERSION           64
+#define MAX_RESUMES           100   /* safety net; the owner's call timeout comes first */
+#define DEFAULT_RETRY_MS      1000  /* SSE reconnection delay when the server sent none */
+#define MAX_RETRY_MS          60000
+#define DEFAULT_IO_TIMEOUT_MS 30000
+
+typedef enum sg_uh_state {
+    SG_UH_IDLE = 0, /* not started, or stopped (on_down delivered) */
+    SG_UH_READY,
+    SG_UH_STOPPING, /* DELETE in flight or on_down pending */
+} sg_uh_state_t;
+
+typedef enum sg_uh_kind {
+    SG_UH_POST = 0,
+    SG_UH_RESUME, /* GET with Last-Event-ID continuing a POST's SSE stream */
+    SG_UH_DELETE,
+} sg_uh_kind_t;
+
+typedef enum sg_uh_req_state {
+    SG_UH_REQ_ACTIVE = 0, /* connecting, reading, or waiting to resume */
+    SG_UH_REQ_FINISHED,   /* outcome recorded, delivery pending */
+    SG_UH_REQ_ABORTED,    /* cut by stop(): reported SG_ECLOSED before on_down */
+    SG_UH_REQ_DEAD,       /* nothing more to report: destroyed when not busy */
+} sg_uh_req_state_t;
+
+typedef enum sg_uh_body {
+    SG_UH_BODY_NONE = 0,
+    SG_UH_BODY_JSON,
+    SG_UH_BODY_SSE,
+} sg_uh_body_t;
+
+/* An SSE parser (WHATWG "event stream interpretation"), fed in arbitrary chunks. */
+typedef struct sg_sse {
+    sg_buf_t line;     /* an unterminated line carried over from the previous chunk */
+    sg_buf_t data;     /* data lines of the event being read, each followed by LF */
+    sg_buf_t id;       /* the last event ID buffer (persists across events) */
+    char *last_id;     /* committed at dispatch; NULL until a non-empty id was dispatched */
+    uint64_t retry_ms; /* valid when has_retry */
+    bool has_retry;
+    bool not_message; /* the event has an `event:` type other than "message" */
+    bool skip_lf;     /* the previous line ended in CR: a leading LF completes a CRLF */
+    bool started;     /* past a possible leading BOM */
+} sg_sse_t;
+
+typedef void (*sg_sse_emit_cb)(void *arg, char *data, size_t len);
+
+typedef struct sg_uh_msg {
+    struct sg_uh_msg *next;
+    char *data; /* owned, NUL-terminated */
+    size_t len;
+} sg_uh_msg_t;
+
+typedef struct sg_uh sg_uh_t;
+
+typedef struct sg_uh_req {
+    h2o_linklist_t link; /* in t->reqs */
+    sg_uh_t *t;
+    h2o_http1client_t *client; /* the running h2o client; NULL between connections */
+    sg_uh_kind_t kind;
+    sg_uh_req_state_t state;
+    void *origin;
+    char *body; /* the JSON text to POST (owned) */
+    size_t body_len;
+    sg_buf_t head; /* request head, rebuilt for every connection */
+    h2o_iovec_t reqbufs[2];
+    uint64_t session_gen; /* t->session_gen when the head was built */
+    bool sent_session;
+    sg_uh_body_t body_kind;
+    sg_buf_t json; /* an application/json answer being read */
+    sg_sse_t sse;
+    bool saw_response; /* a JSON-RPC response arrived on this request's stream */
+    unsigned resumes;
+    int result; /* valid in FINISHED */
+    sg_uh_msg_t *msgs; /* received, not yet delivered */
+    sg_uh_msg_t **msgs_tail;
+    sg_timer_t deliver; /* 0 ms: delivers msgs and the outcome */
+    sg_timer_t resume;  /* the SSE retry delay */
+} sg_uh_req_t;
+
+struct sg_uh {
+    sg_transport_t super; /* first: the common transport header */
+    char *url;            /* owned; the slices of `parsed` point into it */
+    h2o_url_t parsed;
+    char *host; /* NUL-terminated copy of parsed.host */
+    uint16_t port;
+    bool is_ssl;
+    char **headers; /* "Name: value" copies; values are credentials, never logged */
+    size_t nheaders;
+    h2o_http1client_ctx_t client_ctx; /* copy of the context's, with our timeout and TLS */
+    SSL_CTX *ssl_ctx;
+    char *session_id; /* Mcp-Session-Id given by the upstream, or NULL */
+    uint64_t session_gen;
+    char *version; /* MCP-Protocol-Version, or NULL */
+    sg_uh_state_t state;
+    h2o_linklist_t reqs;
+    sg_timer_t ready_timer;
+    sg_timer_t stop_timer;
+    sg_uh_req_t *busy; /* the request whose event is being delivered */
+    bool in_event;
+    bool dead; /* freed during an event */
+    char *log_name;
+    sg_log_ctx_t log;
+};
+
+static const sg_transport_ops_t http_ops;
+
+/* ------------------------------------------------------------------------ */
+/* SSE parsing                                                               */
+/* ------------------------------------------------------------------------ */
+
+static void sse_dispose(sg_sse_t *p)
+{
+    sg_buf_dispose(&p->line);
+    sg_buf_dispose(&p->data);
+    sg_buf_dispose(&p->id);
+    free(p->last_id);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Drops a partly read event (the stream ended: WHATWG discards it); keeps id and retry. */
+static void sse_reset_event(sg_sse_t *p)
+{
+    sg_buf_reset(&p->line);
+    sg_buf_reset(&p->data);
+    p->not_message = false;
+    p->skip_lf = false;
+    p->started = false;
+}
+
+static void sse_dispatch(sg_sse_t *p, sg_sse_emit_cb emit, void *arg)
+{
+    free(p->last_id);
+    p->last_id = p->id.len != 0 ? sg_xmemdup(p->id.data, p->id.len) : NULL;
+    bool is_message = !p->not_message;
+    p->not_message = false;
+    if (p->data.len <= 1 || !is_message) {
+        /* no data, `data:` with an empty value (a priming event), or another event type */
+        sg_buf_reset(&p->data);
+        return;
+    }
+    size_t len = 0;
+    char *s = sg_buf_steal(&p->data, &len);
+    s[--len] = '\0'; /* the LF after the last data line */
+    emit(arg, s, len);
+}
+
+static void sse_field(sg_sse_t *p, sg_str_t field, sg_str_t value)
+{
+    if (sg_str_eq_cstr(field, "event")) {
+        p->not_message = value.len != 0 && !sg_str_eq_cstr(value, "message");
+    } else if (sg_str_eq_cstr(field, "id")) {
+        if (value.len <= MAX_TOKEN && memchr(value.ptr, '\0', value.len) == NULL) {
+            sg_buf_reset(&p->id);
+            sg_buf_append_str(&p->id, value);
+        }
+    } else if (sg_str_eq_cstr(field, "retry")) {
+        uint64_t ms = 0;
+        for (size_t i = 0; i < value.len; i++) {
+            if (value.ptr[i] < '0' || value.ptr[i] > '9') {
+                return;
+            }
+            ms = SG_MIN(ms * 10 + (uint64_t)(value.ptr[i] - '0'), (uint64_t)MAX_RETRY_MS);
+        }
+        if (value.len != 0) {
+            p->retry_ms = ms;
+            p->has_retry = true;
+        }
+    }
+}
+
+/* One line without its terminator. Returns SG_OK or SG_ETOOBIG (event data over MAX_BODY). */
+static int sse_line(sg_sse_t *p, sg_str_t line, sg_sse_emit_cb emit, void *arg)
+{
+    if (line.len == 0) {
+        sse_dispatch(p, emit, arg);
+        return SG_OK;
+    }
+    if (line.ptr[0] == ':') {
+        return SG_OK; /* a comment (keep-alive) */
+    }
+    sg_str_t field = line;
+    sg_str_t value = SG_STR_LIT("");
+    const char *colon = memchr(line.ptr, ':', line.len);
+    if (colon != NULL) {
+        field.len = (size_t)(colon - line.ptr);
+        value = sg_str_n(colon + 1, line.len - field.len - 1);
+        if (value.len != 0 && value.ptr[0] == ' ') {
+            value.ptr++;
+            value.len--;
+        }
+    }
+    if (sg_str_eq_cstr(field, "data")) {
+        if (p->data.len + value.len + 1 > MAX_BODY) {
+            return SG_ETOOBIG;
+        }
+        sg_buf_append_str(&p->data, value);
+        sg_buf_append_char(&p->data, '\n');
+        return SG_OK;
+    }
+    sse_field(p, field, value);
+    return SG_OK;
+}
+
+/* Feeds bytes of the stream; complete events with data go to emit (which takes the data). */
+static int sse_feed(sg_sse_t *p, const char *s, size_t n, sg_sse_emit_cb emit, void *arg)
+{
+    if (!p->started && n != 0) {
+        p->started = true;
+        if (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+            s += 3;
+            n -= 3;
+        }
+    }
+    while (n > 0) {
+        if (p->skip_lf) {
+            p->skip_lf = false;
+            if (s[0] == '\n') {
+                s++;
+                n--;
+                continue;
+            }
+        }
+        size_t i = 0;
+        while (i < n && s[i] != '\n' && s[i] != '\r') {
+            i++;
+        }
+        if (p->line.len + i > MAX_BODY + 16) {
+            return SG_ETOOBIG;
+        }
+        if (i == n) {
+            sg_buf_append(&p->line, s, n);
+            return SG_OK;
+        }
+        p->skip_lf = s[i] == '\r';
+        sg_str_t line = sg_str_n(s, i);
+        if (p->line.len != 0) {
+            sg_buf_append(&p->line, s, i);
+            line = sg_buf_str(&p->line);
+        }
+        int rc = sse_line(p, line, emit, arg);
+        sg_buf_reset(&p->line);
+        if (rc != SG_OK) {
+            return rc;
+        }
+        s += i + 1;
+        n -= i + 1;
+    }
+    return SG_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+static size_t skip_ws(const char *s, size_t n, size_t i)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')) {
+        i++;
+    }
+    return i;
+}
+
+/* Index of the closing quote of the string whose opening quote is at i (n if unterminated). */
+static size_t string_end(const char *s, size_t n, size_t i)
+{
+    for (i++; i < n; i++) {
+        if (s[i] == '\\') {
+            i++;
+        } else if (s[i] == '"') {
+            return i;
+        }
+    }
+    return n;
+}
+
+/*
+ * True when the message (or a batch) holds a JSON-RPC response: an object with a top-level
+ * "result" or "error" member. A cheap scan used only to decide whether an SSE stream that
+ * ended early must be resumed; the owner validates every message itself.
+ */
+static bool is_response(const char *s, size_t n)
+{
+    size_t i = skip_ws(s, n, 0);
+    if (i == n || (s[i] != '{' && s[i] != '[')) {
+        return false;
+    }
+    int key_depth = s[i] == '{' ? 1 : 2;
+    bool is_obj[3] = { false, false, false };
+    int depth = 0;
+    for (; i < n; i++) {
+        char c = s[i];
+        if (c == '{' || c == '[') {
+            depth++;
+            if (depth <= 2) {
+                is_obj[depth] = c == '{';
+            }
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == '"') {
+            size_t start = i + 1;
+            i = string_end(s, n, i);
+            size_t after = skip_ws(s, n, i + 1);
+            if (depth == key_depth && is_obj[depth] && after < n && s[after] == ':') {
+                sg_str_t key = sg_str_n(s + start, i - start);
+                if (sg_str_eq_cstr(key, "result") || sg_str_eq_cstr(key, "error")) {
+                    return true;
+                }
+            }
+        }
+    }
+    return false;
+}
+
+/* Session ids, event ids, versions: visible ASCII only (MCP §3.4), bounded. */
+static bool is_visible_token(sg_str_t s, size_t max)
+{
+    if (s.len == 0 || s.len > max) {
+        return false;
+    }
+    for (size_t i = 0; i < s.len; i++) {
+        if ((unsigned char)s.ptr[i] < 0x21 || (unsigned char)s.ptr[i] > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool is_timeout(const char *errstr)
+{
+    return strcmp(errstr, "I/O timeout") == 0 || strcmp(errstr, "connection timeout") == 0;
+}
+
+static const char *kind_name(sg_uh_kind_t kind)
+{
+    static const char *const names[] = { "POST", "GET", "DELETE" };
+    return names[kind];
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void on_deliver(sg_timer_t *tm);
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr,
+        h2o_iovec_t **reqbufs, size_t *reqbufcnt, int *method_is_head);
+
+static sg_uh_req_t *req_new(sg_uh_t *t, sg_uh_kind_t kind, sg_str_t body, void *origin)
+{
+    sg_uh_req_t *r = sg_xcalloc(1, sizeof(*r));
+    r->t = t;
+    r->kind = kind;
+    r->origin = origin;
+    if (body.len != 0) {
+        r->body = sg_xmemdup(body.ptr, body.len);
+        r->body_len = body.len;
+    }
+    r->msgs_tail = &r->msgs;
+    h2o_linklist_insert(&t->reqs, &r->link);
+    return r;
+}
+
+static void req_drop_msgs(sg_uh_req_t *r)
+{
+    while (r->msgs != NULL) {
+        sg_uh_msg_t *m = r->msgs;
+        r->msgs = m->next;
+        free(m->data);
+        free(m);
+    }
+    r->msgs_tail = &r->msgs;
+}
+
+/* Stops all activity of r (never called from inside r's own h2o callbacks). */
+static void req_halt(sg_uh_req_t *r)
+{
+    if (r->client != NULL) {
+        h2o_http1client_cancel(r->client);
+        r->client = NULL;
+    }
+    sg_timer_stop(&r->deliver);
+    sg_timer_stop(&r->resume);
+    req_drop_msgs(r);
+}
+
+static void req_destroy(sg_uh_req_t *r)
+{
+    req_halt(r);
+    h2o_linklist_unlink(&r->link);
+    free(r->body);
+    sg_buf_dispose(&r->head);
+    sg_buf_dispose(&r->json);
+    sse_dispose(&r->sse);
+    free(r);
+}
+
+/* Connects; h2o calls on_connect (possibly at once, with an error: that only records it). */
+static void req_start(sg_uh_req_t *r)
+{
+    sg_uh_t *t = r->t;
+    r->body_kind = SG_UH_BODY_NONE;
+    sg_buf_reset(&r->json);
+    h2o_http1client_connect(&r->client, r, &t->client_ctx,
+            h2o_iovec_init(t->host, strlen(t->host)), t->port, t->is_ssl, on_connect);
+}
+
+/* Records the outcome (from inside an h2o callback, which then lets h2o close the client). */
+static void req_finish(sg_uh_req_t *r, int status)
+{
+    SG_BUG_ON(r->state != SG_UH_REQ_ACTIVE);
+    r->client = NULL;
+    r->state = SG_UH_REQ_FINISHED;
+    r->result = status;
+    sg_timer_start(r->t->super.loop, &r->deliver, 0, on_deliver);
+}
+
+static void req_fail(sg_uh_req_t *r, const char *errstr)
+{
+    int status = is_timeout(errstr) ? SG_ETIMEDOUT : SG_EUPSTREAM;
+    SG_LOG_WARN(&r->t->log, "%s failed: %s", kind_name(r->kind), errstr);
+    req_finish(r, status);
+}
+
+static void req_queue_msg(sg_uh_req_t *r, char *data, size_t len)
+{
+    if (is_response(data, len)) {
+        r->saw_response = true;
+    }
+    sg_uh_msg_t *m = sg_xmalloc(sizeof(*m));
+    m->next = NULL;
+    m->data = data;
+    m->len = len;
+    *r->msgs_tail = m;
+    r->msgs_tail = &m->next;
+    if (!sg_timer_is_active(&r->deliver)) {
+        sg_timer_start(r->t->super.loop, &r->deliver, 0, on_deliver);
+    }
+}
+
+static void on_sse_event(void *arg, char *data, size_t len)
+{
+    req_queue_msg(arg, data, len);
+}
+
+static void build_head(sg_uh_req_t *r)
+{
+    sg_uh_t *t = r->t;
+    sg_buf_t *b = &r->head;
+    sg_buf_reset(b);
+    sg_buf_printf(b, "%s %.*s HTTP/1.1\r\nHost: %.*s\r\nConnection: close\r\n", kind_name(r->kind),
+            (int)t->parsed.path.len, t->parsed.path.base, (int)t->parsed.authority.len,
+            t->parsed.authority.base);
+    if (r->kind == SG_UH_POST) {
+        sg_buf_printf(b, "Content-Type: application/json\r\n"
+                         "Accept: application/json, text/event-stream\r\n"
+                         "Content-Length: %zu\r\n",
+                r->body_len);
+    } else if (r->kind == SG_UH_RESUME) {
+        sg_buf_printf(b, "Accept: text/event-stream\r\nLast-Event-ID: %s\r\n", r->sse.last_id);
+    }
+    r->sent_session = t->session_id != NULL;
+    r->session_gen = t->session_gen;
+    if (t->session_id != NULL) {
+        sg_buf_printf(b, "Mcp-Session-Id: %s\r\n", t->session_id);
+    }
+    if (t->version != NULL) {
+        sg_buf_printf(b, "MCP-Protocol-Version: %s\r\n", t->version);
+    }
+    for (size_t i = 0; i < t->nheaders; i++) {
+        sg_buf_printf(b, "%s\r\n", t->headers[i]);
+    }
+    sg_buf_append_cstr(b, "\r\n");
+}
+
+/* ------------------------------------------------------------------------ */
+/* h2o client callbacks (thin: parse, queue, record; never call the owner)  */
+/* ------------------------------------------------------------------------ */
+
+static int on_body(h2o_http1client_t *client, const char *errstr);
+static void body_done(sg_uh_req_t *r);
+
+static void set_session(sg_uh_t *t, const char *id)
+{
+    free(t->session_id);
+    t->session_id = id != NULL ? sg_xstrdup(id) : NULL;
+    t->session_gen++;
+}
+
+static sg_str_t find_header(const h2o_header_t *headers, size_t n, const char *lower_name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (h2o_memis(headers[i].name->base, headers[i].name->len, lower_name, strlen(lower_name))) {
+            return sg_str_n(headers[i].value.base, headers[i].value.len);
+        }
+    }
+    return SG_STR_NULL;
+}
+
+static void capture_session(sg_uh_req_t *r, const h2o_header_t *headers, size_t n)
+{
+    sg_uh_t *t = r->t;
+    sg_str_t id = find_header(headers, n, "mcp-session-id");
+    if (id.ptr == NULL) {
+        return;
+    }
+    if (!is_visible_token(id, MAX_TOKEN)) {
+        SG_LOG_WARN(&t->log, "ignoring a malformed Mcp-Session-Id (%zu bytes)", id.len);
+        return;
+    }
+    if (t->session_id == NULL || !sg_str_eq_cstr(id, t->session_id)) {
+        char *copy = sg_xstrdup_str(id);
+        set_session(t, copy);
+        free(copy);
+        SG_LOG_DEBUG(&t->log, "upstream session established");
+    }
+}
+
+static sg_uh_body_t content_kind(const h2o_header_t *headers, size_t n)
+{
+    sg_str_t ct = find_header(headers, n, "content-type");
+    if (ct.ptr == NULL) {
+        return SG_UH_BODY_NONE;
+    }
+    const char *semi = memchr(ct.ptr, ';', ct.len);
+    size_t len = semi != NULL ? (size_t)(semi - ct.ptr) : ct.len;
+    while (len > 0 && (ct.ptr[len - 1] == ' ' || ct.ptr[len - 1] == '\t')) {
+        len--;
+    }
+    if (h2o_lcstris(ct.ptr, len, H2O_STRLIT("application/json"))) {
+        return SG_UH_BODY_JSON;
+    }
+    if (h2o_lcstris(ct.ptr, len, H2O_STRLIT("text/event-stream"))) {
+        return SG_UH_BODY_SSE;
+    }
+    return SG_UH_BODY_NONE;
+}
+
+/* The answer's status line and headers; returns true when the body is to be read. */
+static bool accept_head(sg_uh_req_t *r, int status, h2o_iovec_t msg, const h2o_header_t *headers,
+        size_t n)
+{
+    sg_uh_t *t = r->t;
+    if (r->kind == SG_UH_DELETE) {
+        SG_LOG_DEBUG(&t->log, "DELETE answered %d", status);
+        req_finish(r, SG_OK);
+        return false;
+    }
+    if (status == 404 && r->sent_session) {
+        SG_LOG_INFO(&t->log, "upstream does not know our session (404)");
+        if (r->session_gen == t->session_gen) {
+            set_session(t, NULL);
+        }
+        req_finish(r, SG_ESESSION);
+        return false;
+    }
+    if (r->kind == SG_UH_POST && (status == 202 || status == 204)) {
+        req_finish(r, SG_OK);
+        return false;
+    }
+    if (status < 200 || status > 299 || status == 204) {
+        SG_LOG_WARN(&t->log, "%s answered %d %.*s", kind_name(r->kind), status,
+                (int)SG_MIN(msg.len, (size_t)64), msg.base);
+        req_finish(r, SG_EUPSTREAM);
+        return false;
+    }
+    r->body_kind = content_kind(headers, n);
+    if (r->body_kind == SG_UH_BODY_SSE ||
+            (r->body_kind == SG_UH_BODY_JSON && r->kind == SG_UH_POST)) {
+        return true;
+    }
+    SG_LOG_WARN(&t->log, "%s answered %d with an unexpected content type", kind_name(r->kind),
+            status);
+    req_finish(r, SG_EUPSTREAM);
+    return false;
+}
+
+static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr,
+        int minor_version, int status, h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers,
+        int rlen)
+{
+    (void)minor_version;
+    (void)rlen;
+    sg_uh_req_t *r = client->data;
+    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
+        req_fail(r, errstr);
+        return NULL;
+    }
+    if (r->kind == SG_UH_POST && status >= 200 && status <= 299) {
+        capture_session(r, headers, num_headers);
+    }
+    if (!accept_head(r, status, msg, headers, num_headers)) {
+        return NULL;
+    }
+    if (errstr == h2o_http1client_error_is_eos) {
+        body_done(r); /* no body at all (h2o said so from the status) */
+        return NULL;
+    }
+    return on_body;
+}
+
+/* A GET that resumes r's stream after the server's retry delay. */
+static void on_resume(sg_timer_t *tm)
+{
+    sg_uh_req_t *r = SG_CONTAINER_OF(tm, sg_uh_req_t, resume);
+    r->kind = SG_UH_RESUME;
+    req_start(r);
+}
+
+/* r's SSE stream is over (errstr NULL: cleanly). Finishes r or schedules a resumption. */
+static void sse_ended(sg_uh_req_t *r, const char *errstr)
+{
+    sg_uh_t *t = r->t;
+    sse_reset_event(&r->sse);
+    if (r->saw_response) {
+        req_finish(r, SG_OK);
+        return;
+    }
+    if (r->sse.last_id != NULL && r->resumes < MAX_RESUMES && t->state == SG_UH_READY) {
+        uint64_t delay = r->sse.has_retry ? r->sse.retry_ms : DEFAULT_RETRY_MS;
+        r->client = NULL;
+        r->resumes++;
+        SG_LOG_DEBUG(&t->log, "SSE stream ended early; resuming in %llu ms",
+                (unsigned long long)delay);
+        sg_timer_start(t->super.loop, &r->resume, delay, on_resume);
+        return;
+    }
+    if (errstr != NULL) {
+        req_fail(r, errstr);
+        return;
+    }
+    SG_LOG_WARN(&t->log, "SSE stream ended without a response");
+    req_finish(r, SG_EUPSTREAM);
+}
+
+static int consume_body(sg_uh_req_t *r, const char *s, size_t n)
+{
+    if (r->body_kind == SG_UH_BODY_SSE) {
+        return sse_feed(&r->sse, s, n, on_sse_event, r);
+    }
+    if (r->json.len + n > MAX_BODY) {
+        return SG_ETOOBIG;
+    }
+    sg_buf_append(&r->json, s, n);
+    return SG_OK;
+}
+
+static void body_done(sg_uh_req_t *r)
+{
+    if (r->body_kind == SG_UH_BODY_SSE) {
+        sse_ended(r, NULL);
+        return;
+    }
+    if (r->json.len != 0) {
+        size_t len = 0;
+        char *s = sg_buf_steal(&r->json, &len);
+        req_queue_msg(r, s, len);
+    }
+    req_finish(r, SG_OK);
+}
+
+static int on_body(h2o_http1client_t *client, const char *errstr)
+{
+    sg_uh_req_t *r = client->data;
+    if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
+        if (r->body_kind == SG_UH_BODY_SSE && !is_timeout(errstr)) {
+            sse_ended(r, errstr);
+        } else {
+            req_fail(r, errstr);
+        }
+        return -1;
+    }
+    h2o_buffer_t *in = client->sock->input;
+    int rc = consume_body(r, in->bytes, in->size);
+    h2o_buffer_consume(&client->sock->input, client->sock->input->size);
+    if (rc != SG_OK) {
+        SG_LOG_WARN(&r->t->log, "%s answer over %zu bytes", kind_name(r->kind), MAX_BODY);
+        req_finish(r, SG_EUPSTREAM);
+        return -1;
+    }
+    if (errstr == h2o_http1client_error_is_eos) {
+        body_done(r);
+    }
+    return 0;
+}
+
+static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr,
+        h2o_iovec_t **reqbufs, size_t *reqbufcnt, int *method_is_head)
+{
+    sg_uh_req_t *r = client->data;
+    if (errstr != NULL) {
+        req_fail(r, errstr);
+        return NULL;
+    }
+    build_head(r);
+    r->reqbufs[0] = h2o_iovec_init(r->head.data, r->head.len);
+    r->reqbufs[1] = h2o_iovec_init(r->body, r->body_len);
+    *reqbufs = r->reqbufs;
+    *reqbufcnt = r->kind == SG_UH_POST && r->body_len != 0 ? 2 : 1;
+    *method_is_head = 0;
+    return on_head;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Events (only from timers)                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void release(sg_uh_t *t);
+static void stop_done(sg_uh_t *t);
+
+static void event_begin(sg_uh_t *t, sg_uh_req_t *r)
+{
+    t->in_event = true;
+    t->busy = r;
+}
+
+/* Returns false when the owner freed the transport during the event: it is gone now. */
+static bool event_end(sg_uh_t *t)
+{
+    t->in_event = false;
+    t->busy = NULL;
+    if (t->dead) {
+        release(t);
+        return false;
+    }
+    return true;
+}
+
+static bool may_report(const sg_uh_req_t *r)
+{
+    return r->state == SG_UH_REQ_ACTIVE || r->state == SG_UH_REQ_FINISHED;
+}
+
+static void on_deliver(sg_timer_t *tm)
+{
+    sg_uh_req_t *r = SG_CONTAINER_OF(tm, sg_uh_req_t, deliver);
+    sg_uh_t *t = r->t;
+    const sg_transport_events_t *ev = t->super.events;
+    while (r->msgs != NULL && may_report(r)) {
+        sg_uh_msg_t *m = r->msgs;
+        r->msgs = m->next;
+        if (r->msgs == NULL) {
+            r->msgs_tail = &r->msgs;
+        }
+        event_begin(t, r);
+        ev->on_message(t->super.owner, sg_str_n(m->data, m->len), r->origin);
+        free(m->data);
+        free(m);
+        if (!event_end(t)) {
+            return;
+        }
+    }
+    if (r->state == SG_UH_REQ_FINISHED) {
+        r->state = SG_UH_REQ_DEAD;
+        if (r->kind != SG_UH_DELETE && r->origin != NULL) {
+            event_begin(t, r);
+            ev->on_origin_done(t->super.owner, r->origin, r->result);
+            if (!event_end(t)) {
+                return;
+            }
+        }
+    }
+    if (r->state == SG_UH_REQ_DEAD) {
+        bool was_delete = r->kind == SG_UH_DELETE;
+        req_destroy(r);
+        if (was_delete) {
+            stop_done(t);
+        }
+    }
+}
+
+static void on_ready_timer(sg_timer_t *tm)
+{
+    sg_uh_t *t = SG_CONTAINER_OF(tm, sg_uh_t, ready_timer);
+    if (t->state != SG_UH_READY) {
+        return;
+    }
+    event_begin(t, NULL);
+    t->super.events->on_ready(t->super.owner);
+    (void)event_end(t);
+}
+
+/* The DELETE is over (or there was none): report the aborted requests, then on_down. */
+static void stop_done(sg_uh_t *t)
+{
+    while (!h2o_linklist_is_empty(&t->reqs)) {
+        sg_uh_req_t *r = H2O_STRUCT_FROM_MEMBER(sg_uh_req_t, link, t->reqs.next);
+        bool report = r->state == SG_UH_REQ_ABORTED && r->origin != NULL;
+        r->state = SG_UH_REQ_DEAD;
+        if (report) {
+            event_begin(t, r);
+            t->super.events->on_origin_done(t->super.owner, r->origin, SG_ECLOSED);
+            if (!event_end(t)) {
+                return;
+            }
+        }
+        req_destroy(r);
+    }
+    t->state = SG_UH_IDLE;
+    set_session(t, NULL);
+    event_begin(t, NULL);
+    t->super.events->on_down(t->super.owner, "stopped");
+    (void)event_end(t);
+}
+
+static void on_stop_timer(sg_timer_t *tm)
+{
+    stop_done(SG_CONTAINER_OF(tm, sg_uh_t, stop_timer));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Operations                                                                */
+/* ------------------------------------------------------------------------ */
+
+static int http_start(sg_transport_t *base)
+{
+    sg_uh_t *t = SG_CONTAINER_OF(base, sg_uh_t, super);
+    if (t->state == SG_UH_STOPPING) {
+        return SG_EBUSY;
+    }
+    set_session(t, NULL);
+    free(t->version);
+    t->version = NULL;
+    t->state = SG_UH_READY;
+    sg_timer_start(base->loop, &t->ready_timer, 0, on_ready_timer);
+    return SG_OK;
+}
+
+static int http_send(sg_transport_t *base, sg_str_t json, void *origin)
+{
+    sg_uh_t *t = SG_CONTAINER_OF(base, sg_uh_t, super);
+    if (t->state != SG_UH_READY) {
+        return SG_ECLOSED;
+    }
+    req_start(req_new(t, SG_UH_POST, json, origin));
+    return SG_OK;
+}
+
+/* Stops r for good: at once, or (when r's event is running) when the event returns. */
+static void req_kill(sg_uh_t *t, sg_uh_req_t *r)
+{
+    if (r == t->busy) {
+        req_halt(r);
+        r->state = SG_UH_REQ_DEAD;
+    } else {
+        req_destroy(r);
+    }
+}
+
+static void http_forget(sg_transport_t *base, void *origin)
+{
+    sg_uh_t *t = SG_CONTAINER_OF(base, sg_uh_t, super);
+    if (origin == NULL) {
+        return;
+    }
+    h2o_linklist_t *node = t->reqs.next;
+    while (node != &t->reqs) {
+        sg_uh_req_t *r = H2O_STRUCT_FROM_MEMBER(sg_uh_req_t, link, node);
+        node = node->next;
+        if (r->origin == origin && r->state != SG_UH_REQ_DEAD) {
+            req_kill(t, r);
+        }
+    }
+}
+
+static void http_stop(sg_transport_t *base)
+{
+    sg_uh_t *t = SG_CONTAINER_OF(base, sg_uh_t, super);
+    if (t->state != SG_UH_READY) {
+        return;
+    }
+    t->state = SG_UH_STOPPING;
+    sg_timer_stop(&t->ready_timer);
+    h2o_linklist_t *node = t->reqs.next;
+    while (node != &t->reqs) {
+        sg_uh_req_t *r = H2O_STRUCT_FROM_MEMBER(sg_uh_req_t, link, node);
+        node = node->next;
+        if (!may_report(r)) {
+            continue;
+        }
+        if (r->origin == NULL) {
+            req_kill(t, r);
+        } else {
+            req_halt(r);
+            r->state = SG_UH_REQ_ABORTED;
+        }
+    }
+    if (t->session_id != NULL) {
+        req_start(req_new(t, SG_UH_DELETE, SG_STR_NULL, NULL));
+    } else {
+        sg_timer_start(base->loop, &t->stop_timer, 0, on_stop_timer);
+    }
+}
+
+static void release(sg_uh_t *t)
+{
+    while (!h2o_linklist_is_empty(&t->reqs)) {
+        req_destroy(H2O_STRUCT_FROM_MEMBER(sg_uh_req_t, link, t->reqs.next));
+    }
+    sg_timer_stop(&t->ready_timer);
+    sg_timer_stop(&t->stop_timer);
+    for (size_t i = 0; i < t->nheaders; i++) {
+        free(t->headers[i]);
+    }
+    free(t->headers);
+    free(t->url);
+    free(t->host);
+    free(t->session_id);
+    free(t->version);
+    free(t->log_name);
+    if (t->ssl_ctx != NULL) {
+        SSL_CTX_free(t->ssl_ctx);
+    }
+    free(t);
+}
+
+static void http_free(sg_transport_t *base)
+{
+    if (base == NULL) {
+        return;
+    }
+    sg_uh_t *t = SG_CONTAINER_OF(base, sg_uh_t, super);
+    if (!t->in_event) {
+        release(t);
+        return;
+    }
+    t->dead = true;
+    sg_timer_stop(&t->ready_timer);
+    sg_timer_stop(&t->stop_timer);
+    h2o_linklist_t *node = t->reqs.next;
+    while (node != &t->reqs) {
+        sg_uh_req_t *r = H2O_STRUCT_FROM_MEMBER(sg_uh_req_t, link, node);
+        node = node->next;
+        req_kill(t, r);
+    }
+}
+
+static const sg_transport_ops_t http_ops = {
+    .start = http_start,
+    .send = http_send,
+    .forget = http_forget,
+    .stop = http_stop,
+    .free = http_free,
+};
+
+void sg_transport_http_set_version(sg_transport_t *base, const char *protocol_version)
+{
+    SG_BUG_ON(base->ops != &http_ops);
+    sg_uh_t *t = SG_CONTAINER_OF(base, sg_uh_t, super);
+    free(t->version);
+    t->version = NULL;
+    if (protocol_version == NULL) {
+        return;
+    }
+    if (!is_visible_token(sg_str(protocol_version), MAX_VERSION)) {
+        SG_LOG_WARN(&t->log, "ignoring a malformed protocol version");
+        return;
+    }
+    t->version = sg_xstrdup(protocol_version);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Construction                                                              */
+/* ------------------------------------------------------------------------ */
+
+static bool is_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Headers we write ourselves; a configured one would break framing or the protocol. */
+static bool is_reserved_header(sg_str_t name)
+{
+    static const char *const reserved[] = { "host", "content-length", "content-type",
+        "transfer-encoding", "connection", "accept", "mcp-session-id", "mcp-protocol-version",
+        "last-event-id" };
+    for (size_t i = 0; i < SG_ARRAY_LEN(reserved); i++) {
+        if (h2o_lcstris(name.ptr, name.len, reserved[i], strlen(reserved[i]))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* "Name: value" with a token name, no CR/LF/NUL anywhere (no header injection). */
+static bool check_header(const sg_log_ctx_t *log, size_t index, const char *h)
+{
+    size_t n = 0;
+    while (is_tchar(h[n])) {
+        n++;
+    }
+    if (n == 0 || h[n] != ':' || strpbrk(h, "\r\n") != NULL) {
+        SG_LOG_ERROR(log, "configured header %zu is not \"Name: value\"", index);
+        return false;
+    }
+    if (is_reserved_header(sg_str_n(h, n))) {
+        SG_LOG_ERROR(log, "configured header %.*s is set by the gateway itself", (int)n, h);
+        return false;
+    }
+    return true;
+}
+
+static bool parse_url(sg_uh_t *t, const char *url)
+{
+    for (const char *p = url; *p != '\0'; p++) {
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '#') {
+            SG_LOG_ERROR(&t->log, "upstream URL has a forbidden character");
+            return false;
+        }
+    }
+    t->url = sg_xstrdup(url);
+    if (h2o_url_parse(t->url, strlen(t->url), &t->parsed) != 0 ||
+            (t->parsed.scheme != &H2O_URL_SCHEME_HTTP &&
+                    t->parsed.scheme != &H2O_URL_SCHEME_HTTPS)) {
+        SG_LOG_ERROR(&t->log, "upstream URL is not an http:// or https:// URL");
+        return false;
+    }
+    t->host = sg_xmemdup(t->parsed.host.base, t->parsed.host.len);
+    if (strncmp(t->host, "unix:", 5) == 0) {
+        SG_LOG_ERROR(&t->log, "upstream URL names a unix socket");
+        return false;
+    }
+    t->port = h2o_url_get_port(&t->parsed);
+    t->is_ssl = t->parsed.scheme == &H2O_URL_SCHEME_HTTPS;
+    return true;
+}
+
+/* TLS 1.2+, peer verified against the CAs, name checked by OpenSSL (STACK-NOTES §6.1 #1). */
+static bool make_ssl_ctx(sg_uh_t *t, const char *ca_file)
+{
+    t->ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (t->ssl_ctx == NULL) {
+        return false;
+    }
+    SSL_CTX_set_min_proto_version(t->ssl_ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(t->ssl_ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_verify(t->ssl_ctx, SSL_VERIFY_PEER, NULL);
+    int ok = ca_file != NULL ? SSL_CTX_load_verify_locations(t->ssl_ctx, ca_file, NULL)
+                             : SSL_CTX_set_default_verify_paths(t->ssl_ctx);
+    if (ok != 1) {
+        ERR_clear_error();
+        SG_LOG_ERROR(&t->log, "cannot load the CA certificates for the upstream");
+        return false;
+    }
+    X509_VERIFY_PARAM *param = SSL_CTX_get0_param(t->ssl_ctx);
+    unsigned char addr[16];
+    bool is_ip = inet_pton(AF_INET, t->host, addr) == 1 || inet_pton(AF_INET6, t->host, addr) == 1;
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, t->host)
+               : X509_VERIFY_PARAM_set1_host(param, t->host, 0);
+    if (ok != 1) {
+        ERR_clear_error();
+        SG_LOG_ERROR(&t->log, "cannot set the expected TLS peer name");
+        return false;
+    }
+    return true;
+}
+
+static bool copy_headers(sg_uh_t *t, const sg_http_spec_t *spec)
+{
+    t->headers = sg_xcalloc(spec->nheaders + 1, sizeof(*t->headers));
+    for (size_t i = 0; i < spec->nheaders; i++) {
+        if (!check_header(&t->log, i, spec->headers[i])) {
+            return false;
+        }
+        t->headers[t->nheaders++] = sg_xstrdup(spec->headers[i]);
+    }
+    return true;
+}
+
+sg_transport_t *sg_transport_http_new(sg_loop_t *loop, h2o_context_t *ctx,
+        const sg_http_spec_t *spec, const sg_transport_events_t *events, void *owner,
+        const char *name)
+{
+    sg_uh_t *t = sg_xcalloc(1, sizeof(*t));
+    t->super = (sg_transport_t){ .ops = &http_ops, .events = events, .owner = owner,
+        .loop = loop, .name = name };
+    h2o_linklist_init_anchor(&t->reqs);
+    size_t nlen = strlen(name != NULL ? name : "?") + sizeof("upstream:");
+    t->log_name = sg_xmalloc(nlen);
+    snprintf(t->log_name, nlen, "upstream:%s", name != NULL ? name : "?");
+    t->log = (sg_log_ctx_t){ .component = t->log_name };
+    if (ctx == NULL || spec->url == NULL || !parse_url(t, spec->url) ||
+            !copy_headers(t, spec) || (t->is_ssl && !make_ssl_ctx(t, spec->ca_file))) {
+        SG_LOG_ERROR(&t->log, "cannot create the HTTP transport");
+        release(t);
+        return NULL;
+    }
+    uint64_t io_ms = spec->io_timeout_ms != 0 ? spec->io_timeout_ms : DEFAULT_IO_TIMEOUT_MS;
+    t->client_ctx = ctx->proxy.client_ctx;
+    t->client_ctx.loop = sg_loop_h2o(loop);
+    t->client_ctx.io_timeout = sg_loop_timeout_queue(loop, io_ms);
+    t->client_ctx.websocket_timeout = NULL;
+    t->client_ctx.ssl_ctx = t->ssl_ctx;
+    return &t->super;
+}
