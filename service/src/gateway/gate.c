@@ -56,6 +56,17 @@ static void fire(sg_gate_t *gate, int argc, const char **argv)
 
 /* ---- session secret ---- */
 
+static void load_secret(sg_gate_t *gate);
+
+static void on_secret_created(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
+{
+    sg_gate_t *gate = SG_CONTAINER_OF(cmd, sg_gate_t, secret_cmd);
+    (void)status;
+    (void)reply;
+    gate->secret_busy = false;
+    load_secret(gate); /* read back whichever replica's secret won */
+}
+
 static void on_secret(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
 {
     sg_gate_t *gate = SG_CONTAINER_OF(cmd, sg_gate_t, secret_cmd);
@@ -79,7 +90,10 @@ static void on_secret(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
             snprintf(hex + 2 * i, 3, "%02x", raw[i]);
         }
         const char *argv[] = { "SET", "sg:secret:session", hex, "NX" };
-        fire(gate, 4, argv);
+        size_t lens[] = { 3, 17, 64, 2 };
+        gate->secret_busy = true;
+        sg_redis_command_argv(gate->redis, &gate->secret_cmd, CMD_TIMEOUT_MS, on_secret_created, 4,
+                argv, lens);
         memset(hex, 0, sizeof(hex));
     }
 }

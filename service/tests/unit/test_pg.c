@@ -1,0 +1,598 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * io/pg against a real PostgreSQL 15: the group starts its own throw-away
+ * cluster with ops/lib/pgcluster on a free loopback port and stops it at the
+ * end; a reaper process stops it too if this process dies first.
+ */
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base/clock.h"
+#include "io/pg.h"
+
+#define PGCLUSTER SG_SOURCE_DIR "/ops/lib/pgcluster"
+
+/* ---- throw-away cluster (same harness as test_migrate.c) ---- */
+
+static struct {
+    char dir[64];   /* mkdtemp'd; holds data/ */
+    char data[96];  /* the cluster */
+    char url[160];  /* postgresql://postgres@127.0.0.1:<port>/sentinel */
+    int port;
+    int reaper_fd;  /* write end; the reaper cleans up when it closes */
+    pid_t reaper;
+} cluster = { .reaper_fd = -1 };
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(a);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+            getsockname(s, (struct sockaddr *)&a, &len) != 0) {
+        return -1;
+    }
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+/* Runs pgcluster with args; its last stdout line goes to out (may be NULL). Returns the exit status. */
+static int run_pgcluster(const char *cmd, const char *arg, char *out, size_t cap)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        execl(PGCLUSTER, PGCLUSTER, cmd, cluster.data, arg, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    char buf[4096];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = read(p[0], buf + len, sizeof(buf) - 1 - len)) > 0) {
+        len += (size_t)n;
+    }
+    close(p[0]);
+    buf[len] = '\0';
+    while (len > 0 && buf[len - 1] == '\n') {
+        buf[--len] = '\0';
+    }
+    const char *last = strrchr(buf, '\n');
+    if (out != NULL) {
+        snprintf(out, cap, "%s", last != NULL ? last + 1 : buf);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A child that waits for our end of a pipe to close (exit, crash), then stops the cluster. */
+static void start_reaper(void)
+{
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    cluster.reaper = fork();
+    if (cluster.reaper == 0) {
+        char c;
+        close(p[1]);
+        while (read(p[0], &c, 1) > 0) {
+        }
+        execl("/bin/sh", "sh", "-c", "\"$0\" stop \"$1\" >/dev/null 2>&1; rm -rf \"$2\"",
+                PGCLUSTER, cluster.data, cluster.dir, (char *)NULL);
+        _exit(127);
+    }
+    close(p[0]);
+    cluster.reaper_fd = p[1];
+}
+
+static int cluster_setup(void **state)
+{
+    (void)state;
+    snprintf(cluster.dir, sizeof(cluster.dir), "/tmp/sg-test-pg-XXXXXX");
+    if (mkdtemp(cluster.dir) == NULL) {
+        return -1;
+    }
+    snprintf(cluster.data, sizeof(cluster.data), "%s/data", cluster.dir);
+    start_reaper();
+    char port[16];
+    cluster.port = free_port();
+    snprintf(port, sizeof(port), "%d", cluster.port);
+    if (run_pgcluster("start", port, cluster.url, sizeof(cluster.url)) != 0) {
+        fprintf(stderr, "pgcluster start failed\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int cluster_teardown(void **state)
+{
+    (void)state;
+    run_pgcluster("stop", NULL, NULL, 0);
+    close(cluster.reaper_fd); /* the reaper removes the directory and exits */
+    waitpid(cluster.reaper, NULL, 0);
+    return 0;
+}
+
+/* ---- test plumbing ---- */
+
+typedef struct tq {
+    sg_pg_query_t q;
+    int calls;
+    int status;
+    int ntuples;
+    char cells[4][256]; /* row 0, up to 4 columns; "(null)" for SQL NULL */
+    char error[256];
+    char sqlstate[8];
+} tq_t;
+
+static int reentered; /* callbacks that ran inside sg_pg_query_start */
+static bool in_start;
+static int done;
+
+static void on_tq(sg_pg_query_t *q, int status, const PGresult *res)
+{
+    tq_t *t = SG_CONTAINER_OF(q, tq_t, q);
+    reentered += in_start;
+    t->calls++;
+    t->status = status;
+    done++;
+    if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
+        t->ntuples = PQntuples(res);
+        for (int i = 0; i < PQnfields(res) && i < 4 && t->ntuples > 0; i++) {
+            snprintf(t->cells[i], sizeof(t->cells[i]), "%s",
+                    PQgetisnull(res, 0, i) ? "(null)" : PQgetvalue(res, 0, i));
+        }
+    }
+    if (res != NULL && status != SG_OK) {
+        snprintf(t->error, sizeof(t->error), "%s", PQresultErrorMessage(res));
+        const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        snprintf(t->sqlstate, sizeof(t->sqlstate), "%s", st != NULL ? st : "");
+    }
+}
+
+static void start(sg_pg_t *pool, tq_t *t, uint64_t timeout_ms, const char *sql, int n,
+        const char *const *params, const int *lengths)
+{
+    memset(t, 0, sizeof(*t));
+    in_start = true;
+    sg_pg_query_start(pool, &t->q, timeout_ms, sql, n, params, lengths, on_tq);
+    in_start = false;
+}
+
+static void exec_prepared(sg_pg_t *pool, tq_t *t, const char *name, int n,
+        const char *const *params)
+{
+    memset(t, 0, sizeof(*t));
+    in_start = true;
+    sg_pg_exec_prepared(pool, &t->q, 5000, name, n, params, NULL, on_tq);
+    in_start = false;
+}
+
+/* Runs the loop until *counter reaches target or max_ms pass. */
+static bool run_until(sg_loop_t *loop, const int *counter, int target, uint64_t max_ms)
+{
+    uint64_t end = sg_clock_now_ms() + max_ms;
+    while (*counter < target) {
+        if (sg_clock_now_ms() > end) {
+            return false;
+        }
+        sg_loop_run_once(loop, 10);
+    }
+    return true;
+}
+
+static bool run_until_connected(sg_loop_t *loop, sg_pg_t *pool, size_t n, uint64_t max_ms)
+{
+    uint64_t end = sg_clock_now_ms() + max_ms;
+    while (sg_pg_connected(pool) != n) {
+        if (sg_clock_now_ms() > end) {
+            return false;
+        }
+        sg_loop_run_once(loop, 10);
+    }
+    return true;
+}
+
+static void run_for(sg_loop_t *loop, uint64_t ms)
+{
+    uint64_t end = sg_clock_now_ms() + ms;
+    while (sg_clock_now_ms() < end) {
+        sg_loop_run_once(loop, 10);
+    }
+}
+
+typedef struct fixture {
+    sg_loop_t *loop;
+    sg_pg_t *pool;
+    size_t reported; /* last value given to the state callback */
+    int state_calls;
+} fixture_t;
+
+static void on_state(void *data, size_t connected)
+{
+    fixture_t *f = data;
+    f->reported = connected;
+    f->state_calls++;
+    reentered += in_start;
+}
+
+static fixture_t *fixture_new(const char *conninfo, size_t nconns)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    f->loop = sg_loop_new();
+    f->pool = sg_pg_new(f->loop, conninfo, nconns);
+    sg_pg_set_state_cb(f->pool, on_state, f);
+    reentered = 0;
+    done = 0;
+    return f;
+}
+
+static void fixture_free(fixture_t *f)
+{
+    sg_pg_free(f->pool);
+    sg_loop_free(f->loop);
+    free(f);
+    assert_int_equal(reentered, 0);
+}
+
+/* Redirects stderr to a file until capture_end, which reads it into buf. */
+static int capture_begin(const char *path)
+{
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    dup2(fd, 2);
+    close(fd);
+    return saved;
+}
+
+static void capture_end(int saved, const char *path, char *buf, size_t cap)
+{
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    FILE *fp = fopen(path, "r");
+    size_t n = fp != NULL ? fread(buf, 1, cap - 1, fp) : 0;
+    buf[n] = '\0';
+    if (fp != NULL) {
+        fclose(fp);
+    }
+}
+
+/* ---- tests ---- */
+
+static void runs_simple_query_and_reports_state(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new(cluster.url, 2);
+    assert_true(run_until_connected(f->loop, f->pool, 2, 10000));
+    tq_t t;
+    start(f->pool, &t, 2000, "SELECT 41 + 1", 0, NULL, NULL);
+    assert_int_equal(t.calls, 0);
+    assert_true(run_until(f->loop, &done, 1, 5000));
+    assert_int_equal(t.calls, 1);
+    assert_int_equal(t.status, SG_OK);
+    assert_string_equal(t.cells[0], "42");
+    run_for(f->loop, 20);
+    assert_int_equal(f->reported, 2);
+    assert_true(f->state_calls >= 1);
+    fixture_free(f);
+}
+
+static void passes_text_null_and_sized_parameters(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new(cluster.url, 2);
+    static const char odd[] = "it's \"quoted\" \\ back\nslash\t\x01\x7f caf\xc3\xa9 \xe2\x98\x83";
+    static const char longer[] = "sized-and-not-terminated-XXXX";
+    const char *params[] = { odd, NULL, longer };
+    const int lengths[] = { (int)strlen(odd), 0, 16 };
+    tq_t t;
+    start(f->pool, &t, 5000, "SELECT $1::text, $2::text IS NULL, $3::text, octet_length($1::text)",
+            3, params, lengths);
+    assert_true(run_until(f->loop, &done, 1, 10000));
+    assert_int_equal(t.status, SG_OK);
+    assert_string_equal(t.cells[0], odd);
+    assert_string_equal(t.cells[1], "t");
+    assert_string_equal(t.cells[2], "sized-and-not-te");
+    assert_int_equal(atoi(t.cells[3]), (int)strlen(odd));
+
+    /* a NUL byte cannot travel in text format: refused, on a later turn */
+    static const char with_nul[] = { 'a', '\0', 'b' };
+    const char *p2[] = { with_nul };
+    const int l2[] = { 3 };
+    tq_t refused, too_many;
+    start(f->pool, &refused, 5000, "SELECT $1::text", 1, p2, l2);
+    const char *many[SG_PG_MAX_PARAMS + 1] = { 0 };
+    start(f->pool, &too_many, 5000, "SELECT 1", SG_PG_MAX_PARAMS + 1, many, NULL);
+    assert_int_equal(refused.calls + too_many.calls, 0);
+    assert_true(run_until(f->loop, &done, 3, 5000));
+    assert_int_equal(refused.status, SG_EINVAL);
+    assert_int_equal(too_many.status, SG_EINVAL);
+    assert_int_equal(refused.calls, 1);
+    fixture_free(f);
+}
+
+static void prepares_statements_on_every_connection(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new(cluster.url, 4);
+    sg_pg_prepare(f->pool, "t_pid", "SELECT pg_backend_pid()::text, ($1::int + 1)::text, "
+                                    "pg_sleep(0.2)::text",
+            1);
+    sg_pg_prepare(f->pool, "t_bad", "SELEC nonsense", 0);
+    assert_true(run_until_connected(f->loop, f->pool, 4, 10000));
+    tq_t t[8];
+    char args[8][8];
+    for (int i = 0; i < 8; i++) {
+        snprintf(args[i], sizeof(args[i]), "%d", i);
+        const char *p[] = { args[i] };
+        exec_prepared(f->pool, &t[i], "t_pid", 1, p);
+    }
+    assert_true(run_until(f->loop, &done, 8, 10000));
+    char pids[8][32];
+    int distinct = 0;
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(t[i].status, SG_OK);
+        assert_int_equal(atoi(t[i].cells[1]), i + 1);
+        bool seen = false;
+        for (int j = 0; j < distinct; j++) {
+            seen = seen || strcmp(pids[j], t[i].cells[0]) == 0;
+        }
+        if (!seen) {
+            snprintf(pids[distinct++], sizeof(pids[0]), "%s", t[i].cells[0]);
+        }
+    }
+    assert_int_equal(distinct, 4);
+
+    /* registered after connecting; unknown name; wrong arity; rejected PREPARE */
+    sg_pg_prepare(f->pool, "t_late", "SELECT $1::text || '!'", 1);
+    const char *x[] = { "x" };
+    exec_prepared(f->pool, &t[0], "t_late", 1, x);
+    exec_prepared(f->pool, &t[1], "t_nope", 0, NULL);
+    exec_prepared(f->pool, &t[2], "t_late", 0, NULL);
+    exec_prepared(f->pool, &t[3], "t_bad", 0, NULL);
+    assert_true(run_until(f->loop, &done, 12, 10000));
+    assert_int_equal(t[0].status, SG_OK);
+    assert_string_equal(t[0].cells[0], "x!");
+    assert_int_equal(t[1].status, SG_EINVAL);
+    assert_int_equal(t[2].status, SG_EINVAL);
+    assert_int_equal(t[3].status, SG_EBACKEND);
+    assert_string_equal(t[3].sqlstate, "26000"); /* invalid_sql_statement_name */
+    fixture_free(f);
+}
+
+static void completes_200_queued_queries_once(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new(cluster.url, 4);
+    enum { N = 200 };
+    tq_t *t = calloc(N, sizeof(*t));
+    for (int i = 0; i < N; i++) { /* before any connection is up: all queue */
+        char arg[16];
+        snprintf(arg, sizeof(arg), "%d", i);
+        const char *p[] = { arg };
+        start(f->pool, &t[i], 20000, "SELECT $1::int * 2", 1, p, NULL);
+    }
+    assert_true(run_until(f->loop, &done, N, 30000));
+    run_for(f->loop, 50);
+    assert_int_equal(done, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(t[i].calls, 1);
+        assert_int_equal(t[i].status, SG_OK);
+        assert_int_equal(atoi(t[i].cells[0]), 2 * i);
+    }
+    free(t);
+    fixture_free(f);
+}
+
+static void reports_server_errors_and_keeps_going(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new(cluster.url, 2);
+    tq_t err, open_tx, after[3];
+    start(f->pool, &err, 5000, "SELECT 1 / 0", 0, NULL, NULL);
+    start(f->pool, &open_tx, 5000, "BEGIN", 0, NULL, NULL); /* leaves a transaction open */
+    assert_true(run_until(f->loop, &done, 2, 10000));
+    assert_int_equal(err.status, SG_EBACKEND);
+    assert_non_null(strstr(err.error, "division by zero"));
+    assert_string_equal(err.sqlstate, "22012");
+    assert_int_equal(open_tx.status, SG_OK);
+    for (int i = 0; i < 3; i++) {
+        start(f->pool, &after[i], 5000, "SELECT now() = statement_timestamp()", 0, NULL, NULL);
+    }
+    assert_true(run_until(f->loop, &done, 5, 10000));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(after[i].status, SG_OK);
+        assert_string_equal(after[i].cells[0], "t"); /* not inside the BEGIN */
+    }
+    assert_true(run_until_connected(f->loop, f->pool, 2, 10000));
+    fixture_free(f);
+}
+
+static void times_out_then_keeps_working(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new(cluster.url, 2);
+    assert_true(run_until_connected(f->loop, f->pool, 2, 10000));
+    tq_t slow, next;
+    uint64_t t0 = sg_clock_now_ms();
+    start(f->pool, &slow, 200, "SELECT pg_sleep(2)", 0, NULL, NULL);
+    assert_true(run_until(f->loop, &done, 1, 5000));
+    uint64_t took = sg_clock_now_ms() - t0;
+    assert_int_equal(slow.status, SG_ETIMEDOUT);
+    assert_true(took >= 150 && took < 1500);
+    start(f->pool, &next, 2000, "SELECT 'alive'", 0, NULL, NULL);
+    assert_true(run_until(f->loop, &done, 2, 5000));
+    assert_int_equal(next.status, SG_OK);
+    assert_string_equal(next.cells[0], "alive");
+    assert_true(run_until_connected(f->loop, f->pool, 2, 10000));
+    run_for(f->loop, 50);
+    assert_int_equal(slow.calls, 1);
+    fixture_free(f);
+}
+
+static void fails_closed_without_server_and_hides_password(void **state)
+{
+    (void)state;
+    char url[160], log_path[128], log[8192];
+    snprintf(url, sizeof(url), "postgresql://postgres:s3cretPW@127.0.0.1:%d/sentinel", free_port());
+    snprintf(log_path, sizeof(log_path), "%s/stderr.log", cluster.dir);
+    int saved = capture_begin(log_path);
+    fixture_t *f = fixture_new(url, 2);
+    tq_t t;
+    start(f->pool, &t, 300, "SELECT 1", 0, NULL, NULL);
+    bool finished = run_until(f->loop, &done, 1, 5000);
+    fixture_free(f);
+    capture_end(saved, log_path, log, sizeof(log));
+    assert_true(finished);
+    assert_int_equal(t.status, SG_ECLOSED);
+    assert_non_null(strstr(log, "comp=pg"));
+    assert_non_null(strstr(log, "127.0.0.1"));
+    assert_null(strstr(log, "s3cretPW"));
+}
+
+static void routes_server_notices_to_the_log(void **state)
+{
+    (void)state;
+    char log_path[128], log[8192];
+    snprintf(log_path, sizeof(log_path), "%s/notice.log", cluster.dir);
+    int saved = capture_begin(log_path);
+    fixture_t *f = fixture_new(cluster.url, 1);
+    tq_t t;
+    start(f->pool, &t, 5000, "DO $$ BEGIN RAISE WARNING 'sg-notice-%', 7; END $$", 0, NULL, NULL);
+    bool finished = run_until(f->loop, &done, 1, 10000);
+    fixture_free(f);
+    capture_end(saved, log_path, log, sizeof(log));
+    assert_true(finished);
+    assert_int_equal(t.status, SG_OK);
+    const char *line = strstr(log, "sg-notice-7");
+    assert_non_null(line);
+    assert_non_null(strstr(log, "level=warn comp=pg"));
+}
+
+static void survives_server_restart(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new(cluster.url, 4);
+    assert_true(run_until_connected(f->loop, f->pool, 4, 10000));
+    enum { N = 50 };
+    tq_t t[N];
+    for (int i = 0; i < N; i++) {
+        char arg[16];
+        snprintf(arg, sizeof(arg), "%d", i);
+        const char *p[] = { arg };
+        start(f->pool, &t[i], 30000, "SELECT $1::int, pg_sleep(0.4)", 1, p, NULL);
+    }
+    run_for(f->loop, 100);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execl(PGCLUSTER, PGCLUSTER, "restart", cluster.data, (char *)NULL);
+        _exit(127);
+    }
+    int status = -1;
+    uint64_t end = sg_clock_now_ms() + 60000;
+    while ((done < N || status == -1) && sg_clock_now_ms() < end) {
+        sg_loop_run_once(f->loop, 10);
+        if (status == -1 && waitpid(pid, &status, WNOHANG) == 0) {
+            status = -1;
+        }
+    }
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(done, N);
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(t[i].calls, 1);
+        failed += t[i].status != SG_OK;
+        if (t[i].status == SG_OK) {
+            assert_int_equal(atoi(t[i].cells[0]), i);
+        }
+    }
+    assert_true(failed >= 1 && failed < N); /* the running ones broke, the queued ones waited */
+    assert_true(run_until_connected(f->loop, f->pool, 4, 15000));
+    tq_t after[8];
+    for (int i = 0; i < 8; i++) {
+        start(f->pool, &after[i], 5000, "SELECT 'back'", 0, NULL, NULL);
+    }
+    assert_true(run_until(f->loop, &done, N + 8, 10000));
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(after[i].status, SG_OK);
+    }
+    fixture_free(f);
+}
+
+static tq_t late_query;
+
+static void on_canceled_restart(sg_pg_query_t *q, int status, const PGresult *res)
+{
+    on_tq(q, status, res);
+    if (late_query.calls == 0 && late_query.q.cb == NULL) { /* once: start one more while freeing */
+        late_query.q.cb = on_tq;
+        sg_pg_query_start(late_query.q._pool != NULL ? late_query.q._pool : q->_pool,
+                &late_query.q, 5000, "SELECT 1", 0, NULL, NULL, on_tq);
+    }
+}
+
+static void cancels_everything_once_on_free(void **state)
+{
+    (void)state;
+    fixture_t *f = fixture_new(cluster.url, 1);
+    assert_true(run_until_connected(f->loop, f->pool, 1, 10000));
+    enum { N = 6 };
+    tq_t t[N];
+    memset(&late_query, 0, sizeof(late_query));
+    for (int i = 0; i < N; i++) {
+        memset(&t[i], 0, sizeof(t[i]));
+        in_start = true;
+        sg_pg_query_start(f->pool, &t[i].q, 10000, "SELECT pg_sleep(5)", 0, NULL, NULL,
+                i == 0 ? on_canceled_restart : on_tq);
+        in_start = false;
+    }
+    run_for(f->loop, 100);
+    assert_int_equal(done, 0);
+    sg_pg_free(f->pool);
+    f->pool = NULL;
+    assert_int_equal(done, N + 1);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(t[i].calls, 1);
+        assert_int_equal(t[i].status, SG_ECANCELED);
+    }
+    assert_int_equal(late_query.calls, 1);
+    assert_int_equal(late_query.status, SG_ECANCELED);
+    fixture_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(runs_simple_query_and_reports_state),
+        cmocka_unit_test(passes_text_null_and_sized_parameters),
+        cmocka_unit_test(prepares_statements_on_every_connection),
+        cmocka_unit_test(completes_200_queued_queries_once),
+        cmocka_unit_test(reports_server_errors_and_keeps_going),
+        cmocka_unit_test(times_out_then_keeps_working),
+        cmocka_unit_test(fails_closed_without_server_and_hides_password),
+        cmocka_unit_test(routes_server_notices_to_the_log),
+        cmocka_unit_test(cancels_everything_once_on_free),
+        cmocka_unit_test(survives_server_restart),
+    };
+    return cmocka_run_group_tests(tests, cluster_setup, cluster_teardown);
+}
