@@ -140,16 +140,20 @@ test('/readyz is 503 naming redis while Redis is stopped, and 200 again after it
 test('/readyz is 503 naming the schema when the database was not migrated', async () => {
     const bare = await createDatabase(pg.url, 'not_migrated');
     const g = await startGate({ redisUrl: redis.url, dbUrl: bare });
+    // Redis and PostgreSQL are up: once their checks have run, the schema is all that is missing.
+    let last = null;
     const r = await waitFor(
         async () => {
-            const res = await request(`${g.url}/readyz`);
-            return res.status === 503 && res.json().missing?.includes('schema') && res;
+            last = await request(`${g.url}/readyz`);
+            const missing = last.json().missing;
+            return last.status === 503 && missing?.length === 1 && missing[0] === 'schema' && last;
         },
-        { timeoutMs: 15000, message: '/readyz 503 naming schema' },
-    );
+        { timeoutMs: 15000, message: '/readyz 503 missing only the schema' },
+    ).catch((err) => {
+        throw new Error(`${err.message}; last answer: ${last?.status} ${last?.body}`);
+    });
     const body = r.json();
     assert.equal(body.status, 'not ready');
-    assert.ok(!body.missing.includes('redis'), r.body);
     const stopped = await g.stop();
     assert.equal(stopped.code, 0, `exit ${stopped.code ?? stopped.signal}\n${g.logs().slice(-4000)}`);
 });
@@ -270,7 +274,7 @@ test('--check prints the settings with passwords and the admin token masked', as
 });
 
 test('--help of each subcommand exits 0', async () => {
-    for (const command of ['gate', 'control', 'start', 'migrate', 'audit']) {
+    for (const command of ['gate', 'control', 'start', 'migrate']) {
         const r = await runBin([command, '--help'], { timeoutMs: 10000 });
         assert.equal(r.code, 0, `${command} --help exit ${r.code ?? r.signal}:\n${r.stderr}`);
         assert.ok(r.stdout.trim().length > 0, `${command} --help printed nothing on stdout`);

@@ -3,6 +3,7 @@
  * sentinel-gate: subcommand dispatch only. Settings come from the
  * environment (core/settings); each command wires the modules it needs.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,8 @@ out:
 
 int main(int argc, char **argv)
 {
+    /* a vanished peer must be an EPIPE error, never a fatal signal */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;

@@ -6,9 +6,8 @@
  * raw NUL, \u0000, lone surrogate escapes), because yajl 2.1 accepts overlong
  * and surrogate UTF-8 and turns lone surrogate escapes into "?", then yajl's
  * callback parser for the grammar, the depth bound and duplicate keys. Keys of
- * every open object are remembered in one frame per nesting level; objects
- * with more than a handful of keys switch to a hash set keyed per call with
- * random bytes, so hostile objects cost O(n), not O(n^2).
+ * every open object are kept in a hash set, one per nesting level, under a
+ * random hash key, so hostile objects cost O(n), not O(n^2).
  *
  * The span accessors are a small scanner that trusts nothing: every read is
  * bounds-checked against the slice, containers are skipped with a depth
@@ -67,26 +66,14 @@ static size_t utf8_seq(const unsigned char *p, size_t avail, size_t *bad)
 
 static size_t utf8_encode(uint32_t cp, char out[4])
 {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
+    static const unsigned char lead[5] = { 0, 0x00, 0xC0, 0xE0, 0xF0 };
+    size_t n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    for (size_t i = n - 1; i > 0; i--) {
+        out[i] = (char)(0x80 | (cp & 0x3F));
+        cp >>= 6;
     }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
+    out[0] = (char)(lead[n] | cp);
+    return n;
 }
 
 /* The value of 4 hex digits at p, or -1. */
@@ -107,14 +94,47 @@ static long hex4(const char *p)
     return v;
 }
 
-static bool is_high_surrogate(long cp)
-{
-    return cp >= 0xD800 && cp <= 0xDBFF;
-}
+#define IS_HIGH_SURROGATE(cp) ((cp) >= 0xD800 && (cp) <= 0xDBFF)
+#define IS_LOW_SURROGATE(cp)  ((cp) >= 0xDC00 && (cp) <= 0xDFFF)
 
-static bool is_low_surrogate(long cp)
+/*
+ * Decodes the escape at *pp (a backslash) into out; advances *pp. SG_EPARSE on
+ * bad syntax, SG_EUTF8 on a surrogate escape that is not part of a pair.
+ */
+static int decode_escape(const char **pp, const char *end, char out[4], size_t *n)
 {
-    return cp >= 0xDC00 && cp <= 0xDFFF;
+    static const char simple_in[] = "\"\\/bfnrt", simple_out[] = "\"\\/\b\f\n\r\t";
+    const char *p = *pp;
+    if (end - p < 2) {
+        return SG_EPARSE;
+    }
+    const char *s = p[1] != '\0' ? strchr(simple_in, p[1]) : NULL;
+    if (s != NULL) {
+        out[0] = simple_out[s - simple_in];
+        *n = 1;
+        *pp = p + 2;
+        return SG_OK;
+    }
+    long hi = p[1] == 'u' && end - p >= 6 ? hex4(p + 2) : -1;
+    if (hi < 0) {
+        return SG_EPARSE;
+    }
+    p += 6;
+    uint32_t cp = (uint32_t)hi;
+    if (IS_LOW_SURROGATE(hi)) {
+        return SG_EUTF8;
+    }
+    if (IS_HIGH_SURROGATE(hi)) {
+        long lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
+        if (!IS_LOW_SURROGATE(lo)) {
+            return SG_EUTF8;
+        }
+        cp = 0x10000 + (((uint32_t)hi - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
+        p += 6;
+    }
+    *n = utf8_encode(cp, out);
+    *pp = p;
+    return SG_OK;
 }
 
 /* ---- validation: byte pre-check ---------------------------------------- */
@@ -123,39 +143,6 @@ static bool is_low_surrogate(long cp)
 #define HIGHS 0x8080808080808080ull
 /* Non-zero when one of the 8 bytes of v is zero. */
 #define HAS_ZERO(v) (((v)-ONES) & ~(v)&HIGHS)
-
-/*
- * Checks the escape at p[0] == '\\' (avail bytes left) and sets *adv to the
- * bytes it covers. Syntax errors are left to yajl; only \u0000 and surrogate
- * escapes that do not form a pair are reported here.
- */
-static int precheck_escape(const char *p, size_t avail, size_t *adv)
-{
-    *adv = 1;
-    if (avail < 2 || p[1] == '\0' || (unsigned char)p[1] >= 0x80) {
-        return SG_OK;
-    }
-    *adv = 2;
-    long cp = p[1] == 'u' && avail >= 6 ? hex4(p + 2) : -1;
-    if (cp < 0) {
-        return SG_OK;
-    }
-    *adv = 6;
-    if (cp == 0) {
-        return SG_ENULCHAR;
-    }
-    if (is_low_surrogate(cp)) {
-        return SG_EUTF8;
-    }
-    if (is_high_surrogate(cp)) {
-        long lo = avail >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
-        if (!is_low_surrogate(lo)) {
-            return SG_EUTF8;
-        }
-        *adv = 12;
-    }
-    return SG_OK;
-}
 
 static int precheck(const char *text, size_t len, sg_error_t *err)
 {
@@ -175,14 +162,16 @@ static int precheck(const char *text, size_t len, sg_error_t *err)
             return sg_error_set(err, SG_ENULCHAR, "NUL byte at byte %zu", i);
         }
         if (c == '\\') {
-            rc = precheck_escape(text + i, len - i, &adv);
-            if (rc == SG_ENULCHAR) {
-                return sg_error_set(err, rc, "escaped NUL character at byte %zu", i);
-            }
-            if (rc != SG_OK) {
+            const char *p = text + i;
+            char out[4];
+            rc = decode_escape(&p, text + len, out, &adv);
+            if (rc == SG_EUTF8) {
                 return sg_error_set(err, rc, "unpaired surrogate escape at byte %zu", i);
             }
-            i += adv;
+            if (rc == SG_OK && adv == 1 && out[0] == '\0') {
+                return sg_error_set(err, SG_ENULCHAR, "escaped NUL character at byte %zu", i);
+            }
+            i = rc == SG_OK ? (size_t)(p - text) : i + 1; /* yajl reports bad escapes */
         } else if (c < 0x80) {
             i++;
         } else {
@@ -198,21 +187,18 @@ static int precheck(const char *text, size_t len, sg_error_t *err)
 
 /* ---- validation: duplicate keys ----------------------------------------- */
 
-#define SMALL_OBJECT 8 /* up to this many keys an object is scanned linearly */
+typedef struct key_slot {
+    size_t off;  /* into obj_keys.bytes */
+    size_t len1; /* key length + 1; 0 for an empty slot */
+    uint64_t hash;
+} key_slot_t;
 
-typedef struct key_ref {
-    size_t off; /* into obj_keys.bytes */
-    size_t len;
-    uint64_t hash; /* only once the object has a hash set */
-} key_ref_t;
-
-/* The keys of one open object. Frames are reused by later objects at the same level. */
+/* The keys of one open object; the frame is reused by later objects at the same level. */
 typedef struct obj_keys {
-    sg_buf_t bytes; /* the key bytes back to back */
-    key_ref_t *keys;
-    size_t nkeys, capkeys;
-    size_t *slots; /* open addressing: index into keys + 1, 0 = empty; NULL while small */
-    size_t nslots; /* power of two, more than twice nkeys */
+    sg_buf_t bytes;     /* the key bytes back to back */
+    key_slot_t *slots;  /* open addressing, linear probing */
+    size_t nslots;      /* a power of two, at least twice count */
+    size_t count;
 } obj_keys_t;
 
 typedef struct validator {
@@ -220,11 +206,10 @@ typedef struct validator {
     int rc; /* why a callback stopped the parse */
     obj_keys_t *objs;
     size_t nobjs, capobjs;
-    uint64_t seed[2];
-    bool seeded;
 } validator_t;
 
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SMALL_TABLE 8
+#define ROTL(x, b)  (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 
 static void sip_round(uint64_t v[4])
 {
@@ -240,11 +225,24 @@ static void sip_round(uint64_t v[4])
     v[2] = ROTL(v[2], 32);
 }
 
-/* SipHash-1-3: keyed, so an attacker cannot choose colliding keys. */
-static uint64_t siphash(const uint64_t k[2], const unsigned char *p, size_t len)
+/*
+ * SipHash-1-3 under a per-thread random key, so that nobody outside can choose
+ * keys that collide (hash flooding). The key is the only state shared between
+ * calls, written once per thread.
+ */
+static uint64_t key_hash(const unsigned char *p, size_t len)
 {
+    static _Thread_local uint64_t k[2];
+    static _Thread_local bool seeded;
+    if (!seeded) {
+        if (getrandom(k, sizeof(k), 0) != (ssize_t)sizeof(k)) {
+            k[0] = (uint64_t)(uintptr_t)&seeded ^ (uint64_t)clock();
+            k[1] = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
+        }
+        seeded = true;
+    }
     uint64_t v[4] = { k[0] ^ 0x736f6d6570736575ull, k[1] ^ 0x646f72616e646f6dull,
-                      k[0] ^ 0x6c7967656e657261ull, k[1] ^ 0x7465646279746573ull };
+        k[0] ^ 0x6c7967656e657261ull, k[1] ^ 0x7465646279746573ull };
     uint64_t m, last = (uint64_t)len << 56;
     size_t i = 0;
     for (; len - i >= 8; i += 8) {
@@ -266,80 +264,43 @@ static uint64_t siphash(const uint64_t k[2], const unsigned char *p, size_t len)
     return v[0] ^ v[1] ^ v[2] ^ v[3];
 }
 
-static uint64_t key_hash(validator_t *v, const unsigned char *key, size_t len)
+/* Doubles the table (or makes the first one) and reinserts every key. */
+static void grow(obj_keys_t *o)
 {
-    if (!v->seeded) {
-        if (getrandom(v->seed, sizeof(v->seed), 0) != (ssize_t)sizeof(v->seed)) {
-            v->seed[0] = (uint64_t)(uintptr_t)v ^ (uint64_t)clock();
-            v->seed[1] = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
-        }
-        v->seeded = true;
-    }
-    return siphash(v->seed, key, len);
-}
-
-static bool key_equal(const obj_keys_t *o, const key_ref_t *k, const unsigned char *key, size_t len)
-{
-    return k->len == len && (len == 0 || memcmp(o->bytes.data + k->off, key, len) == 0);
-}
-
-/* Rebuilds the hash set with room for twice the keys. */
-static void rehash(obj_keys_t *o)
-{
-    size_t n = 16;
-    while (n <= 2 * o->nkeys) {
-        n *= 2;
-    }
-    free(o->slots);
+    key_slot_t *old = o->slots;
+    size_t nold = o->nslots, n = nold != 0 ? nold * 2 : SMALL_TABLE;
     o->slots = sg_xcalloc(n, sizeof(*o->slots));
     o->nslots = n;
-    for (size_t i = 0; i < o->nkeys; i++) {
-        size_t s = (size_t)o->keys[i].hash & (n - 1);
-        while (o->slots[s] != 0) {
+    for (size_t i = 0; i < nold; i++) {
+        size_t s = (size_t)old[i].hash & (n - 1);
+        while (old[i].len1 != 0 && o->slots[s].len1 != 0) {
             s = (s + 1) & (n - 1);
         }
-        o->slots[s] = i + 1;
+        if (old[i].len1 != 0) {
+            o->slots[s] = old[i];
+        }
     }
+    free(old);
 }
 
-/* Records a key of the innermost object; false when it is already there. */
-static bool add_key(validator_t *v, obj_keys_t *o, const unsigned char *key, size_t len)
+/* Records a key of an open object; false when the object already has it. */
+static bool add_key(obj_keys_t *o, const unsigned char *key, size_t len)
 {
-    uint64_t h = 0;
-    size_t s = 0;
-    if (o->slots == NULL) {
-        for (size_t i = 0; i < o->nkeys; i++) {
-            if (key_equal(o, &o->keys[i], key, len)) {
-                return false;
-            }
-        }
-    } else {
-        h = key_hash(v, key, len);
-        for (s = (size_t)h & (o->nslots - 1); o->slots[s] != 0; s = (s + 1) & (o->nslots - 1)) {
-            const key_ref_t *k = &o->keys[o->slots[s] - 1];
-            if (k->hash == h && key_equal(o, k, key, len)) {
-                return false;
-            }
+    if (2 * (o->count + 1) > o->nslots) {
+        grow(o);
+    }
+    uint64_t h = key_hash(key, len);
+    size_t mask = o->nslots - 1, s = (size_t)h & mask;
+    for (; o->slots[s].len1 != 0; s = (s + 1) & mask) {
+        const key_slot_t *k = &o->slots[s];
+        if (k->hash == h && k->len1 == len + 1 &&
+                (len == 0 || memcmp(o->bytes.data + k->off, key, len) == 0)) {
+            return false;
         }
     }
-    if (o->nkeys == o->capkeys) {
-        o->capkeys = o->capkeys != 0 ? o->capkeys * 2 : SMALL_OBJECT * 2;
-        o->keys = sg_xrealloc(o->keys, o->capkeys * sizeof(*o->keys));
-    }
-    o->keys[o->nkeys++] = (key_ref_t){ o->bytes.len, len, h };
+    o->slots[s] = (key_slot_t){ o->bytes.len, len + 1, h };
     sg_buf_append(&o->bytes, key, len);
-    if (o->slots != NULL) {
-        o->slots[s] = o->nkeys;
-        if (2 * o->nkeys >= o->nslots) {
-            rehash(o);
-        }
-    } else if (o->nkeys > SMALL_OBJECT) {
-        for (size_t i = 0; i < o->nkeys; i++) {
-            o->keys[i].hash = key_hash(v, (const unsigned char *)o->bytes.data + o->keys[i].off,
-                                       o->keys[i].len);
-        }
-        rehash(o);
-    }
+    o->count++;
     return true;
 }
 
@@ -347,7 +308,6 @@ static void validator_dispose(validator_t *v)
 {
     for (size_t i = 0; i < v->capobjs; i++) {
         sg_buf_dispose(&v->objs[i].bytes);
-        free(v->objs[i].keys);
         free(v->objs[i].slots);
     }
     free(v->objs);
@@ -378,17 +338,21 @@ static int on_start_map(void *ctx)
     }
     obj_keys_t *o = &v->objs[v->nobjs++];
     sg_buf_reset(&o->bytes);
-    o->nkeys = 0;
+    if (o->nslots > SMALL_TABLE) {
+        free(o->slots); /* a big table is not cleared for every small sibling */
+        o->slots = NULL;
+        o->nslots = 0;
+    } else if (o->slots != NULL) {
+        memset(o->slots, 0, o->nslots * sizeof(*o->slots));
+    }
+    o->count = 0;
     return 1;
 }
 
 static int on_end_map(void *ctx)
 {
     validator_t *v = ctx;
-    obj_keys_t *o = &v->objs[--v->nobjs];
-    free(o->slots); /* the next object at this level starts small again */
-    o->slots = NULL;
-    o->nslots = 0;
+    v->nobjs--;
     v->depth--;
     return 1;
 }
@@ -421,7 +385,7 @@ static int on_map_key(void *ctx, const unsigned char *key, size_t len)
     if (on_string(ctx, key, len) == 0) {
         return 0;
     }
-    if (!add_key(v, &v->objs[v->nobjs - 1], key, len)) {
+    if (!add_key(&v->objs[v->nobjs - 1], key, len)) {
         v->rc = SG_EDUPKEY;
         return 0;
     }
@@ -614,27 +578,16 @@ sg_str_t sg_json_trim(sg_str_t raw)
 
 sg_json_type_t sg_json_type(sg_str_t raw)
 {
+    static const char firsts[] = "nft\"[{-0123456789";
+    static const sg_json_type_t types[] = { SG_JSON_NULL, SG_JSON_FALSE, SG_JSON_TRUE,
+        SG_JSON_STRING, SG_JSON_ARRAY, SG_JSON_OBJECT };
     raw = sg_json_trim(raw);
-    if (raw.len == 0) {
+    const char *f = raw.len != 0 && raw.ptr[0] != '\0' ? strchr(firsts, raw.ptr[0]) : NULL;
+    if (f == NULL) {
         return SG_JSON_INVALID;
     }
-    switch (raw.ptr[0]) {
-    case 'n':
-        return SG_JSON_NULL;
-    case 'f':
-        return SG_JSON_FALSE;
-    case 't':
-        return SG_JSON_TRUE;
-    case '"':
-        return SG_JSON_STRING;
-    case '[':
-        return SG_JSON_ARRAY;
-    case '{':
-        return SG_JSON_OBJECT;
-    default:
-        return raw.ptr[0] == '-' || (raw.ptr[0] >= '0' && raw.ptr[0] <= '9') ? SG_JSON_NUMBER
-                                                                             : SG_JSON_INVALID;
-    }
+    size_t i = (size_t)(f - firsts);
+    return i < SG_ARRAY_LEN(types) ? types[i] : SG_JSON_NUMBER;
 }
 
 #define ITER_DONE SIZE_MAX
@@ -750,43 +703,6 @@ static bool string_body(sg_str_t raw, sg_str_t *body)
     }
     *body = sg_str_n(raw.ptr + 1, raw.len - 2);
     return true;
-}
-
-/* Decodes the escape at *pp (a backslash) into out; advances *pp. */
-static int decode_escape(const char **pp, const char *end, char out[4], size_t *n)
-{
-    static const char simple_in[] = "\"\\/bfnrt", simple_out[] = "\"\\/\b\f\n\r\t";
-    const char *p = *pp;
-    if (end - p < 2) {
-        return SG_EPARSE;
-    }
-    const char *s = p[1] != '\0' ? strchr(simple_in, p[1]) : NULL;
-    if (s != NULL) {
-        out[0] = simple_out[s - simple_in];
-        *n = 1;
-        *pp = p + 2;
-        return SG_OK;
-    }
-    long hi = p[1] == 'u' && end - p >= 6 ? hex4(p + 2) : -1;
-    if (hi < 0) {
-        return SG_EPARSE;
-    }
-    p += 6;
-    uint32_t cp = (uint32_t)hi;
-    if (is_low_surrogate(hi)) {
-        return SG_EUTF8;
-    }
-    if (is_high_surrogate(hi)) {
-        long lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
-        if (!is_low_surrogate(lo)) {
-            return SG_EUTF8;
-        }
-        cp = 0x10000 + (((uint32_t)hi - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
-        p += 6;
-    }
-    *n = utf8_encode(cp, out);
-    *pp = p;
-    return SG_OK;
 }
 
 /*

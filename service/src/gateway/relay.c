@@ -476,7 +476,7 @@ static void ctx_free(void *p)
     free(ctx);
 }
 
-static void try_next(sg_exchange_t *ex);
+static bool try_next(sg_exchange_t *ex);
 
 static bool is_error_response(const sg_subcall_t *s)
 {
@@ -492,11 +492,8 @@ static bool is_error_response(const sg_subcall_t *s)
 
 static void on_route_done(sg_exchange_t *ex)
 {
-    relay_ctx_t *ctx = ex->ctx;
     sg_subcall_t *s = &ex->subs[ex->nsubs - 1];
-    bool more = ctx->try_next < ex->snap->nupstreams;
-    if (is_error_response(s) && more) {
-        try_next(ex);
+    if (is_error_response(s) && try_next(ex)) {
         return;
     }
     if (s->status != SG_OK) {
@@ -506,7 +503,8 @@ static void on_route_done(sg_exchange_t *ex)
     }
 }
 
-static void try_next(sg_exchange_t *ex)
+/* Starts the request on the next candidate upstream; false when none is left. */
+static bool try_next(sg_exchange_t *ex)
 {
     relay_ctx_t *ctx = ex->ctx;
     sg_gate_tenant_t *t = sg_gate_find_tenant(ex->owner, ex->tenant);
@@ -518,10 +516,10 @@ static void try_next(sg_exchange_t *ex)
                                                                          : "resources";
         if (sg_upstream_has_capability(t->ups[i], cap) &&
                 start_sub(ex, t->ups[i], i, ctx->method, ctx->params)) {
-            return;
+            return true;
         }
     }
-    sg_relay_fail(ex, SG_EPARAMS, "no upstream could serve this request", SG_STR_NULL);
+    return false;
 }
 
 /* Splits "<prefix>__<name>" against the upstreams' prefixes; index or -1 (bare names: -1). */
@@ -578,7 +576,9 @@ static void routed(sg_exchange_t *ex, sg_gate_tenant_t *t, sg_str_t method, sg_s
             sg_json_object_get(ref, "name", &name) == SG_OK) {
         route_prompt_name(ctx, t->snap, ctx->params, name);
     }
-    try_next(ex);
+    if (!try_next(ex)) {
+        sg_relay_fail(ex, SG_EPARAMS, "no upstream can serve this request", SG_STR_NULL);
+    }
 }
 
 /* ---- logging/setLevel: every upstream that logs ---- */

@@ -449,8 +449,8 @@ static void on_origin_done(void *owner, void *origin, int status)
 {
     sg_upstream_t *up = owner;
     sg_upcall_t *c = find_call(up, (uint64_t)(uintptr_t)origin);
-    if (c != NULL && status != SG_OK) {
-        /* the POST failed or its stream ended without our response */
+    if (c != NULL) {
+        /* the POST failed, or its answer ended without the response to our request */
         finish_call(c, status == SG_ETIMEDOUT ? SG_ETIMEDOUT : SG_EUPSTREAM, SG_STR_NULL);
     }
     if (status == SG_ESESSION) {

@@ -19,9 +19,8 @@
  *    so OpenSSL itself rejects a mismatch (h2o 2.2.5 skips its check under TLS 1.3).
  * Called by gateway/upstream.c through sg_transport_ops_t.
  */
-#include "gateway/transport.h"
-
 #include <arpa/inet.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -32,12 +31,13 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "gateway/transport.h"
 
 #define MAX_BODY              ((size_t)64 << 20) /* one JSON answer or one SSE event */
 #define MAX_TOKEN             1024               /* session ids and event ids */
 #define MAX_VERSION           64
-#define MAX_RESUMES           100   /* safety net; the owner's call timeout comes first */
-#define DEFAULT_RETRY_MS      1000  /* SSE reconnection delay when the server sent none */
+#define MAX_RESUMES           100  /* safety net; the owner's call timeout comes first */
+#define DEFAULT_RETRY_MS      1000 /* SSE reconnection delay when the server sent none */
 #define MAX_RETRY_MS          60000
 #define DEFAULT_IO_TIMEOUT_MS 30000
 
@@ -107,7 +107,7 @@ typedef struct sg_uh_req {
     sg_sse_t sse;
     bool saw_response; /* a JSON-RPC response arrived on this request's stream */
     unsigned resumes;
-    int result; /* valid in FINISHED */
+    int result;        /* valid in FINISHED */
     sg_uh_msg_t *msgs; /* received, not yet delivered */
     sg_uh_msg_t **msgs_tail;
     sg_timer_t deliver; /* 0 ms: delivers msgs and the outcome */
@@ -379,7 +379,8 @@ static const char *kind_name(sg_uh_kind_t kind)
 
 static void on_deliver(sg_timer_t *tm);
 static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr,
-        h2o_iovec_t **reqbufs, size_t *reqbufcnt, int *method_is_head);
+                                          h2o_iovec_t **reqbufs, size_t *reqbufcnt,
+                                          int *method_is_head);
 
 static sg_uh_req_t *req_new(sg_uh_t *t, sg_uh_kind_t kind, sg_str_t body, void *origin)
 {
@@ -436,8 +437,8 @@ static void req_start(sg_uh_req_t *r)
     sg_uh_t *t = r->t;
     r->body_kind = SG_UH_BODY_NONE;
     sg_buf_reset(&r->json);
-    h2o_http1client_connect(&r->client, r, &t->client_ctx,
-            h2o_iovec_init(t->host, strlen(t->host)), t->port, t->is_ssl, on_connect);
+    h2o_http1client_connect(&r->client, r, &t->client_ctx, h2o_iovec_init(t->host, strlen(t->host)),
+                            t->port, t->is_ssl, on_connect);
 }
 
 /* Records the outcome (from inside an h2o callback, which then lets h2o close the client). */
@@ -484,13 +485,14 @@ static void build_head(sg_uh_req_t *r)
     sg_buf_t *b = &r->head;
     sg_buf_reset(b);
     sg_buf_printf(b, "%s %.*s HTTP/1.1\r\nHost: %.*s\r\nConnection: close\r\n", kind_name(r->kind),
-            (int)t->parsed.path.len, t->parsed.path.base, (int)t->parsed.authority.len,
-            t->parsed.authority.base);
+                  (int)t->parsed.path.len, t->parsed.path.base, (int)t->parsed.authority.len,
+                  t->parsed.authority.base);
     if (r->kind == SG_UH_POST) {
-        sg_buf_printf(b, "Content-Type: application/json\r\n"
-                         "Accept: application/json, text/event-stream\r\n"
-                         "Content-Length: %zu\r\n",
-                r->body_len);
+        sg_buf_printf(b,
+                      "Content-Type: application/json\r\n"
+                      "Accept: application/json, text/event-stream\r\n"
+                      "Content-Length: %zu\r\n",
+                      r->body_len);
     } else if (r->kind == SG_UH_RESUME) {
         sg_buf_printf(b, "Accept: text/event-stream\r\nLast-Event-ID: %s\r\n", r->sse.last_id);
     }
@@ -515,17 +517,19 @@ static void build_head(sg_uh_req_t *r)
 static int on_body(h2o_http1client_t *client, const char *errstr);
 static void body_done(sg_uh_req_t *r);
 
-static void set_session(sg_uh_t *t, const char *id)
+/* Replaces the session id (takes ownership of id, which may be NULL). */
+static void set_session(sg_uh_t *t, char *id)
 {
     free(t->session_id);
-    t->session_id = id != NULL ? sg_xstrdup(id) : NULL;
+    t->session_id = id;
     t->session_gen++;
 }
 
 static sg_str_t find_header(const h2o_header_t *headers, size_t n, const char *lower_name)
 {
     for (size_t i = 0; i < n; i++) {
-        if (h2o_memis(headers[i].name->base, headers[i].name->len, lower_name, strlen(lower_name))) {
+        if (h2o_memis(headers[i].name->base, headers[i].name->len, lower_name,
+                      strlen(lower_name))) {
             return sg_str_n(headers[i].value.base, headers[i].value.len);
         }
     }
@@ -544,9 +548,7 @@ static void capture_session(sg_uh_req_t *r, const h2o_header_t *headers, size_t 
         return;
     }
     if (t->session_id == NULL || !sg_str_eq_cstr(id, t->session_id)) {
-        char *copy = sg_xstrdup_str(id);
-        set_session(t, copy);
-        free(copy);
+        set_session(t, sg_xstrdup_str(id));
         SG_LOG_DEBUG(&t->log, "upstream session established");
     }
 }
@@ -573,7 +575,7 @@ static sg_uh_body_t content_kind(const h2o_header_t *headers, size_t n)
 
 /* The answer's status line and headers; returns true when the body is to be read. */
 static bool accept_head(sg_uh_req_t *r, int status, h2o_iovec_t msg, const h2o_header_t *headers,
-        size_t n)
+                        size_t n)
 {
     sg_uh_t *t = r->t;
     if (r->kind == SG_UH_DELETE) {
@@ -595,24 +597,28 @@ static bool accept_head(sg_uh_req_t *r, int status, h2o_iovec_t msg, const h2o_h
     }
     if (status < 200 || status > 299 || status == 204) {
         SG_LOG_WARN(&t->log, "%s answered %d %.*s", kind_name(r->kind), status,
-                (int)SG_MIN(msg.len, (size_t)64), msg.base);
+                    (int)SG_MIN(msg.len, (size_t)64), msg.base);
         req_finish(r, SG_EUPSTREAM);
+        return false;
+    }
+    if (r->kind == SG_UH_POST && sg_str_eq_cstr(find_header(headers, n, "content-length"), "0")) {
+        req_finish(r, SG_OK); /* an empty 200: taken as 202 (older servers answer so) */
         return false;
     }
     r->body_kind = content_kind(headers, n);
     if (r->body_kind == SG_UH_BODY_SSE ||
-            (r->body_kind == SG_UH_BODY_JSON && r->kind == SG_UH_POST)) {
+        (r->body_kind == SG_UH_BODY_JSON && r->kind == SG_UH_POST)) {
         return true;
     }
     SG_LOG_WARN(&t->log, "%s answered %d with an unexpected content type", kind_name(r->kind),
-            status);
+                status);
     req_finish(r, SG_EUPSTREAM);
     return false;
 }
 
 static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr,
-        int minor_version, int status, h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers,
-        int rlen)
+                                       int minor_version, int status, h2o_iovec_t msg,
+                                       h2o_header_t *headers, size_t num_headers, int rlen)
 {
     (void)minor_version;
     (void)rlen;
@@ -651,12 +657,13 @@ static void sse_ended(sg_uh_req_t *r, const char *errstr)
         req_finish(r, SG_OK);
         return;
     }
-    if (r->sse.last_id != NULL && r->resumes < MAX_RESUMES && t->state == SG_UH_READY) {
+    if (r->sse.last_id != NULL && is_visible_token(sg_str(r->sse.last_id), MAX_TOKEN) &&
+        r->resumes < MAX_RESUMES && t->state == SG_UH_READY) {
         uint64_t delay = r->sse.has_retry ? r->sse.retry_ms : DEFAULT_RETRY_MS;
         r->client = NULL;
         r->resumes++;
         SG_LOG_DEBUG(&t->log, "SSE stream ended early; resuming in %llu ms",
-                (unsigned long long)delay);
+                     (unsigned long long)delay);
         sg_timer_start(t->super.loop, &r->resume, delay, on_resume);
         return;
     }
@@ -720,7 +727,8 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
 }
 
 static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char *errstr,
-        h2o_iovec_t **reqbufs, size_t *reqbufcnt, int *method_is_head)
+                                          h2o_iovec_t **reqbufs, size_t *reqbufcnt,
+                                          int *method_is_head)
 {
     sg_uh_req_t *r = client->data;
     if (errstr != NULL) {
@@ -929,8 +937,11 @@ static void http_stop(sg_transport_t *base)
 
 static void release(sg_uh_t *t)
 {
-    while (!h2o_linklist_is_empty(&t->reqs)) {
-        req_destroy(H2O_STRUCT_FROM_MEMBER(sg_uh_req_t, link, t->reqs.next));
+    h2o_linklist_t *node = t->reqs.next;
+    while (node != &t->reqs) {
+        h2o_linklist_t *next = node->next;
+        req_destroy(H2O_STRUCT_FROM_MEMBER(sg_uh_req_t, link, node));
+        node = next;
     }
     sg_timer_stop(&t->ready_timer);
     sg_timer_stop(&t->stop_timer);
@@ -1007,9 +1018,10 @@ static bool is_tchar(char c)
 /* Headers we write ourselves; a configured one would break framing or the protocol. */
 static bool is_reserved_header(sg_str_t name)
 {
-    static const char *const reserved[] = { "host", "content-length", "content-type",
-        "transfer-encoding", "connection", "accept", "mcp-session-id", "mcp-protocol-version",
-        "last-event-id" };
+    static const char *const reserved[] = {
+        "host",   "content-length", "content-type",         "transfer-encoding", "connection",
+        "accept", "mcp-session-id", "mcp-protocol-version", "last-event-id"
+    };
     for (size_t i = 0; i < SG_ARRAY_LEN(reserved); i++) {
         if (h2o_lcstris(name.ptr, name.len, reserved[i], strlen(reserved[i]))) {
             return true;
@@ -1046,8 +1058,7 @@ static bool parse_url(sg_uh_t *t, const char *url)
     }
     t->url = sg_xstrdup(url);
     if (h2o_url_parse(t->url, strlen(t->url), &t->parsed) != 0 ||
-            (t->parsed.scheme != &H2O_URL_SCHEME_HTTP &&
-                    t->parsed.scheme != &H2O_URL_SCHEME_HTTPS)) {
+        (t->parsed.scheme != &H2O_URL_SCHEME_HTTP && t->parsed.scheme != &H2O_URL_SCHEME_HTTPS)) {
         SG_LOG_ERROR(&t->log, "upstream URL is not an http:// or https:// URL");
         return false;
     }
@@ -1105,19 +1116,21 @@ static bool copy_headers(sg_uh_t *t, const sg_http_spec_t *spec)
 }
 
 sg_transport_t *sg_transport_http_new(sg_loop_t *loop, h2o_context_t *ctx,
-        const sg_http_spec_t *spec, const sg_transport_events_t *events, void *owner,
-        const char *name)
+                                      const sg_http_spec_t *spec,
+                                      const sg_transport_events_t *events, void *owner,
+                                      const char *name)
 {
     sg_uh_t *t = sg_xcalloc(1, sizeof(*t));
-    t->super = (sg_transport_t){ .ops = &http_ops, .events = events, .owner = owner,
-        .loop = loop, .name = name };
+    t->super = (sg_transport_t){
+        .ops = &http_ops, .events = events, .owner = owner, .loop = loop, .name = name
+    };
     h2o_linklist_init_anchor(&t->reqs);
     size_t nlen = strlen(name != NULL ? name : "?") + sizeof("upstream:");
     t->log_name = sg_xmalloc(nlen);
     snprintf(t->log_name, nlen, "upstream:%s", name != NULL ? name : "?");
     t->log = (sg_log_ctx_t){ .component = t->log_name };
-    if (ctx == NULL || spec->url == NULL || !parse_url(t, spec->url) ||
-            !copy_headers(t, spec) || (t->is_ssl && !make_ssl_ctx(t, spec->ca_file))) {
+    if (ctx == NULL || spec->url == NULL || !parse_url(t, spec->url) || !copy_headers(t, spec) ||
+        (t->is_ssl && !make_ssl_ctx(t, spec->ca_file))) {
         SG_LOG_ERROR(&t->log, "cannot create the HTTP transport");
         release(t);
         return NULL;

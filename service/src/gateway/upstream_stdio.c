@@ -19,6 +19,13 @@
  * - Unread stdout is bounded by max_line (over-long lines are dropped, not
  *   fatal), unwritten stdin by max_queue (send() says SG_EBUSY).
  *
+ * Beyond transport.h: start() reports a spawn failure only through its return
+ * value (SG_ENOTFOUND, SG_EIO; no on_down follows) and says SG_EBUSY unless
+ * down; stop() on a transport that is not running does nothing; send() says
+ * SG_EBUSY when max_queue bytes already wait for the child's stdin. on_down
+ * fires when the child has been reaped; a child that closes its stdout is
+ * stopped as by stop() and reported when it exits.
+ *
  * Created by the upstream module (gateway/upstream.c), which restarts it.
  */
 #include <errno.h>
@@ -43,15 +50,15 @@
 #define STDERR_LINES_PER_S 50
 #define SHRINK_ABOVE       ((size_t)1024 * 1024) /* release an empty buffer larger than this */
 
-typedef enum stdio_state {
-    STDIO_IDLE = 0, /* not started, or down: start() may be called */
-    STDIO_RUNNING,  /* child spawned: send() accepted */
-    STDIO_STOPPING, /* stop() called or stdout closed: waiting for the child to exit */
-} stdio_state_t;
+typedef enum sg_stdio_state {
+    SG_STDIO_IDLE = 0, /* not started, or down: start() may be called */
+    SG_STDIO_RUNNING,  /* child spawned: send() accepted */
+    SG_STDIO_STOPPING, /* stop() called or stdout closed: waiting for the child to exit */
+} sg_stdio_state_t;
 
 static const char *const state_names[] = { "idle", "running", "stopping" };
 
-typedef struct stdio_transport {
+typedef struct sg_stdio {
     sg_transport_t base;
     char *command;
     char **argv; /* NULL-terminated; argv[0] is the command */
@@ -60,7 +67,7 @@ typedef struct stdio_transport {
     size_t max_line;
     size_t max_queue;
     sg_log_ctx_t log;
-    stdio_state_t state;
+    sg_stdio_state_t state;
     sg_child_t *child;
     sg_watch_t out_w, err_w, in_w;
     sg_buf_t out, err, inq; /* stdout and stderr not yet framed; stdin not yet written */
@@ -73,20 +80,18 @@ typedef struct stdio_transport {
     uint64_t err_dropped;   /* stderr lines not logged since the last notice */
     unsigned depth;         /* loop callbacks of this transport on the stack */
     bool freed;
-} stdio_t;
+} sg_stdio_t;
 
-static const sg_transport_ops_t stdio_ops;
-
-static const char *tname(const stdio_t *t)
+static const char *tname(const sg_stdio_t *t)
 {
     return t->base.name != NULL ? t->base.name : "?";
 }
 
-static void set_state(stdio_t *t, stdio_state_t s)
+static void set_state(sg_stdio_t *t, sg_stdio_state_t s)
 {
-    bool legal = (t->state == STDIO_IDLE && s == STDIO_RUNNING) ||
-                 (t->state == STDIO_RUNNING && s != STDIO_RUNNING) ||
-                 (t->state == STDIO_STOPPING && s == STDIO_IDLE);
+    bool legal = (t->state == SG_STDIO_IDLE && s == SG_STDIO_RUNNING) ||
+                 (t->state == SG_STDIO_RUNNING && s != SG_STDIO_RUNNING) ||
+                 (t->state == SG_STDIO_STOPPING && s == SG_STDIO_IDLE);
     SG_BUG_ON(!legal);
     SG_LOG_DEBUG(&t->log, "%s: %s -> %s", tname(t), state_names[t->state], state_names[s]);
     t->state = s;
@@ -105,7 +110,7 @@ static bool spec_defines(const sg_stdio_spec_t *spec, const char *name)
     return false;
 }
 
-static char **build_env(stdio_t *t, const sg_stdio_spec_t *spec)
+static char **build_env(sg_stdio_t *t, const sg_stdio_spec_t *spec)
 {
     static const char *const inherited[] = { "PATH", "HOME", "LANG" };
     char **envp = sg_xcalloc(SG_ARRAY_LEN(inherited) + spec->nenv + 1, sizeof(*envp));
@@ -139,7 +144,7 @@ static void free_strv(char **v)
     free(v);
 }
 
-static void copy_spec(stdio_t *t, const sg_stdio_spec_t *spec)
+static void copy_spec(sg_stdio_t *t, const sg_stdio_spec_t *spec)
 {
     t->command = sg_xstrdup(spec->command);
     t->argv = sg_xcalloc(spec->nargs + 2, sizeof(*t->argv));
@@ -155,7 +160,7 @@ static void copy_spec(stdio_t *t, const sg_stdio_spec_t *spec)
 
 /* ---- event delivery and lifetime ---- */
 
-static void destroy(stdio_t *t)
+static void destroy(sg_stdio_t *t)
 {
     free(t->command);
     free_strv(t->argv);
@@ -164,12 +169,12 @@ static void destroy(stdio_t *t)
     free(t);
 }
 
-static void enter(stdio_t *t)
+static void enter(sg_stdio_t *t)
 {
     t->depth++;
 }
 
-static void leave(stdio_t *t)
+static void leave(sg_stdio_t *t)
 {
     t->depth--;
     if (t->freed && t->depth == 0) {
@@ -178,7 +183,7 @@ static void leave(stdio_t *t)
 }
 
 /* Releases everything of the current child (which io/child kills if needed and reaps). */
-static void teardown_child(stdio_t *t)
+static void teardown_child(sg_stdio_t *t)
 {
     sg_timer_stop(&t->ready_timer);
     sg_timer_stop(&t->term_timer);
@@ -197,7 +202,7 @@ static void teardown_child(stdio_t *t)
 }
 
 /* Delivers one message; false when the owner freed the transport meanwhile. */
-static bool emit_message(stdio_t *t, sg_str_t json)
+static bool emit_message(sg_stdio_t *t, sg_str_t json)
 {
     t->base.events->on_message(t->base.owner, json, NULL);
     return !t->freed;
@@ -235,7 +240,7 @@ static size_t read_some(int fd, sg_buf_t *b, bool *eof)
 
 /* ---- stdin: the write queue ---- */
 
-static void close_stdin(stdio_t *t)
+static void close_stdin(sg_stdio_t *t)
 {
     sg_watch_dispose(&t->in_w);
     sg_child_close_fd(t->child, SG_CHILD_STDIN);
@@ -243,16 +248,16 @@ static void close_stdin(stdio_t *t)
     t->close_when_flushed = false;
 }
 
-static void begin_stopping(stdio_t *t);
-static void flush_stdin(stdio_t *t);
+static void begin_stopping(sg_stdio_t *t);
+static void flush_stdin(sg_stdio_t *t);
 
 static void on_stdin_writable(sg_watch_t *w)
 {
-    flush_stdin(SG_CONTAINER_OF(w, stdio_t, in_w));
+    flush_stdin(SG_CONTAINER_OF(w, sg_stdio_t, in_w));
 }
 
 /* Waits for the pipe to take more; false (stdin closed) when the loop cannot watch it. */
-static bool arm_stdin(stdio_t *t)
+static bool arm_stdin(sg_stdio_t *t)
 {
     if (!sg_watch_is_active(&t->in_w)) {
         int fd = sg_child_fd(t->child, SG_CHILD_STDIN);
@@ -264,16 +269,16 @@ static bool arm_stdin(stdio_t *t)
     return true;
 }
 
-static void stdin_broken(stdio_t *t, const char *why)
+static void stdin_broken(sg_stdio_t *t, const char *why)
 {
     SG_LOG_INFO(&t->log, "%s: cannot write to the upstream's stdin (%s)", tname(t), why);
     close_stdin(t);
-    if (t->state == STDIO_RUNNING) {
+    if (t->state == SG_STDIO_RUNNING) {
         begin_stopping(t);
     }
 }
 
-static void flush_stdin(stdio_t *t)
+static void flush_stdin(sg_stdio_t *t)
 {
     int fd = sg_child_fd(t->child, SG_CHILD_STDIN);
     while (t->inq.len > t->inq.off) {
@@ -301,7 +306,7 @@ static void flush_stdin(stdio_t *t)
 
 /* Copies json and a newline to the queue; raw CR/LF (only valid as JSON whitespace) become spaces.
  */
-static void enqueue(stdio_t *t, sg_str_t json)
+static void enqueue(sg_stdio_t *t, sg_str_t json)
 {
     sg_buf_t *q = &t->inq;
     if (q->off > 0 && q->off >= q->len - q->off) {
@@ -332,7 +337,7 @@ static bool is_blank(sg_str_t s)
     return true;
 }
 
-static bool handle_line(stdio_t *t, sg_str_t line)
+static bool handle_line(sg_stdio_t *t, sg_str_t line)
 {
     if (line.len > t->max_line) {
         SG_LOG_WARN(&t->log, "%s: stdout line of %zu bytes over the limit of %zu: discarded",
@@ -346,7 +351,7 @@ static bool handle_line(stdio_t *t, sg_str_t line)
 }
 
 /* A partial line already over the limit is dropped now; the rest of it is skipped as it comes. */
-static void check_partial(stdio_t *t)
+static void check_partial(sg_stdio_t *t)
 {
     sg_buf_t *b = &t->out;
     if (b->len - b->off > t->max_line) {
@@ -358,7 +363,7 @@ static void check_partial(stdio_t *t)
 }
 
 /* Frames the n bytes just read; false when the owner freed the transport. */
-static bool take_stdout(stdio_t *t, size_t n)
+static bool take_stdout(sg_stdio_t *t, size_t n)
 {
     sg_buf_t *b = &t->out;
     const char *nl = memchr(b->data + b->len - n, '\n', n);
@@ -386,7 +391,7 @@ static bool take_stdout(stdio_t *t, size_t n)
 }
 
 /* stdout is over: a last line without '\n' still counts. False when freed. */
-static bool stdout_eof(stdio_t *t)
+static bool stdout_eof(sg_stdio_t *t)
 {
     sg_buf_t *b = &t->out;
     if (!t->out_skip && b->len > b->off) {
@@ -399,7 +404,7 @@ static bool stdout_eof(stdio_t *t)
     sg_watch_dispose(&t->out_w);
     sg_child_close_fd(t->child, SG_CHILD_STDOUT);
     sg_buf_dispose(b);
-    if (t->state == STDIO_RUNNING && !sg_child_has_exited(t->child)) {
+    if (t->state == SG_STDIO_RUNNING && !sg_child_has_exited(t->child)) {
         SG_LOG_INFO(&t->log, "%s: upstream closed its stdout", tname(t));
         begin_stopping(t);
     }
@@ -407,7 +412,7 @@ static bool stdout_eof(stdio_t *t)
 }
 
 /* Reads and delivers what stdout has (bounded); false when the owner freed the transport. */
-static bool pump_stdout(stdio_t *t)
+static bool pump_stdout(sg_stdio_t *t)
 {
     for (int i = 0; i < READS_PER_EVENT && sg_watch_is_active(&t->out_w); i++) {
         bool eof = false;
@@ -427,7 +432,7 @@ static bool pump_stdout(stdio_t *t)
 
 static void on_stdout(sg_watch_t *w)
 {
-    stdio_t *t = SG_CONTAINER_OF(w, stdio_t, out_w);
+    sg_stdio_t *t = SG_CONTAINER_OF(w, sg_stdio_t, out_w);
     enter(t);
     pump_stdout(t);
     leave(t);
@@ -435,7 +440,7 @@ static void on_stdout(sg_watch_t *w)
 
 /* ---- stderr: rate-limited logging ---- */
 
-static void log_stderr_line(stdio_t *t, sg_str_t line, bool truncated)
+static void log_stderr_line(sg_stdio_t *t, sg_str_t line, bool truncated)
 {
     if (is_blank(line)) {
         return;
@@ -459,14 +464,19 @@ static void log_stderr_line(stdio_t *t, sg_str_t line, bool truncated)
     size_t n = SG_MIN(line.len, (size_t)STDERR_LINE_MAX);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)line.ptr[i];
-        text[i] = ch == '\t' ? ' ' : (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+        if (ch == '\t') {
+            ch = ' ';
+        } else if (ch < 0x20 || ch == 0x7f) {
+            ch = '?';
+        }
+        text[i] = (char)ch;
     }
     text[n] = '\0';
     truncated = truncated || line.len > n;
     SG_LOG_INFO(&t->log, "%s: stderr: %s%s", tname(t), text, truncated ? " [truncated]" : "");
 }
 
-static void take_stderr(stdio_t *t)
+static void take_stderr(sg_stdio_t *t)
 {
     sg_buf_t *b = &t->err;
     sg_str_t line;
@@ -487,7 +497,7 @@ static void take_stderr(stdio_t *t)
     sg_buf_compact(b);
 }
 
-static void pump_stderr(stdio_t *t)
+static void pump_stderr(sg_stdio_t *t)
 {
     for (int i = 0; i < READS_PER_EVENT && sg_watch_is_active(&t->err_w); i++) {
         bool eof = false;
@@ -512,14 +522,14 @@ static void pump_stderr(stdio_t *t)
 
 static void on_stderr(sg_watch_t *w)
 {
-    pump_stderr(SG_CONTAINER_OF(w, stdio_t, err_w));
+    pump_stderr(SG_CONTAINER_OF(w, sg_stdio_t, err_w));
 }
 
 /* ---- the child's life ---- */
 
 static void on_term_timer(sg_timer_t *tm)
 {
-    stdio_t *t = SG_CONTAINER_OF(tm, stdio_t, term_timer);
+    sg_stdio_t *t = SG_CONTAINER_OF(tm, sg_stdio_t, term_timer);
     SG_LOG_INFO(&t->log, "%s: upstream still running %d ms after stdin closed: SIGTERM", tname(t),
                 TERM_AFTER_MS);
     (void)sg_child_kill(t->child, SIGTERM);
@@ -527,16 +537,16 @@ static void on_term_timer(sg_timer_t *tm)
 
 static void on_kill_timer(sg_timer_t *tm)
 {
-    stdio_t *t = SG_CONTAINER_OF(tm, stdio_t, kill_timer);
+    sg_stdio_t *t = SG_CONTAINER_OF(tm, sg_stdio_t, kill_timer);
     SG_LOG_WARN(&t->log, "%s: upstream still running %d ms after stdin closed: SIGKILL", tname(t),
                 KILL_AFTER_MS);
     (void)sg_child_kill(t->child, SIGKILL);
 }
 
 /* Closes stdin once the queue is written, then escalates to SIGTERM and SIGKILL. */
-static void begin_stopping(stdio_t *t)
+static void begin_stopping(sg_stdio_t *t)
 {
-    set_state(t, STDIO_STOPPING);
+    set_state(t, SG_STDIO_STOPPING);
     if (t->inq.len == t->inq.off) {
         close_stdin(t);
     } else {
@@ -547,7 +557,7 @@ static void begin_stopping(stdio_t *t)
     sg_child_expect_exit(t->child);
 }
 
-static void go_down(stdio_t *t, int wstatus)
+static void go_down(sg_stdio_t *t, int wstatus)
 {
     char reason[64];
     sg_child_format_status(wstatus, reason, sizeof(reason));
@@ -558,13 +568,13 @@ static void go_down(stdio_t *t, int wstatus)
         t->err_dropped = 0;
     }
     teardown_child(t);
-    set_state(t, STDIO_IDLE);
+    set_state(t, SG_STDIO_IDLE);
     t->base.events->on_down(t->base.owner, reason);
 }
 
 static void on_child_exit(sg_child_t *c, int wstatus, void *data)
 {
-    stdio_t *t = data;
+    sg_stdio_t *t = data;
     (void)c;
     enter(t);
     /* what the child wrote before it died is still in the pipes */
@@ -577,8 +587,8 @@ static void on_child_exit(sg_child_t *c, int wstatus, void *data)
 
 static void on_ready_timer(sg_timer_t *tm)
 {
-    stdio_t *t = SG_CONTAINER_OF(tm, stdio_t, ready_timer);
-    if (t->state != STDIO_RUNNING) {
+    sg_stdio_t *t = SG_CONTAINER_OF(tm, sg_stdio_t, ready_timer);
+    if (t->state != SG_STDIO_RUNNING) {
         return;
     }
     enter(t);
@@ -588,7 +598,7 @@ static void on_ready_timer(sg_timer_t *tm)
 
 /* ---- operations ---- */
 
-static int watch_outputs(stdio_t *t)
+static int watch_outputs(sg_stdio_t *t)
 {
     sg_loop_t *loop = t->base.loop;
     if (sg_watch_init(&t->out_w, loop, sg_child_fd(t->child, SG_CHILD_STDOUT), on_stdout, NULL) !=
@@ -604,8 +614,8 @@ static int watch_outputs(stdio_t *t)
 
 static int stdio_start(sg_transport_t *base)
 {
-    stdio_t *t = (stdio_t *)base;
-    if (t->state != STDIO_IDLE) {
+    sg_stdio_t *t = SG_CONTAINER_OF(base, sg_stdio_t, base);
+    if (t->state != SG_STDIO_IDLE) {
         return SG_EBUSY;
     }
     sg_error_t err;
@@ -627,7 +637,7 @@ static int stdio_start(sg_transport_t *base)
     t->err_window_ms = 0;
     t->err_lines = 0;
     t->err_dropped = 0;
-    set_state(t, STDIO_RUNNING);
+    set_state(t, SG_STDIO_RUNNING);
     SG_LOG_INFO(&t->log, "%s: spawned upstream pid %d command %s", tname(t),
                 (int)sg_child_pid(t->child), t->command);
     sg_timer_start(base->loop, &t->ready_timer, 0, on_ready_timer);
@@ -636,9 +646,9 @@ static int stdio_start(sg_transport_t *base)
 
 static int stdio_send(sg_transport_t *base, sg_str_t json, void *origin)
 {
-    stdio_t *t = (stdio_t *)base;
+    sg_stdio_t *t = SG_CONTAINER_OF(base, sg_stdio_t, base);
     (void)origin;
-    if (t->state != STDIO_RUNNING || sg_child_fd(t->child, SG_CHILD_STDIN) < 0) {
+    if (t->state != SG_STDIO_RUNNING || sg_child_fd(t->child, SG_CHILD_STDIN) < 0) {
         return SG_ECLOSED;
     }
     if (t->inq.len - t->inq.off + json.len + 1 > t->max_queue) {
@@ -650,7 +660,7 @@ static int stdio_send(sg_transport_t *base, sg_str_t json, void *origin)
     if (!sg_watch_is_active(&t->in_w)) {
         flush_stdin(t);
     }
-    return t->state == STDIO_RUNNING ? SG_OK : SG_ECLOSED;
+    return t->state == SG_STDIO_RUNNING ? SG_OK : SG_ECLOSED;
 }
 
 static void stdio_forget(sg_transport_t *base, void *origin)
@@ -661,8 +671,8 @@ static void stdio_forget(sg_transport_t *base, void *origin)
 
 static void stdio_stop(sg_transport_t *base)
 {
-    stdio_t *t = (stdio_t *)base;
-    if (t->state == STDIO_RUNNING) {
+    sg_stdio_t *t = SG_CONTAINER_OF(base, sg_stdio_t, base);
+    if (t->state == SG_STDIO_RUNNING) {
         SG_LOG_INFO(&t->log, "%s: stopping upstream pid %d", tname(t), (int)sg_child_pid(t->child));
         begin_stopping(t);
     }
@@ -670,13 +680,16 @@ static void stdio_stop(sg_transport_t *base)
 
 static void stdio_free(sg_transport_t *base)
 {
-    stdio_t *t = (stdio_t *)base;
-    if (t == NULL || t->freed) {
+    if (base == NULL) {
+        return;
+    }
+    sg_stdio_t *t = SG_CONTAINER_OF(base, sg_stdio_t, base);
+    if (t->freed) {
         return;
     }
     t->freed = true;
     teardown_child(t);
-    t->state = STDIO_IDLE;
+    t->state = SG_STDIO_IDLE;
     if (t->depth == 0) {
         destroy(t);
     }
@@ -695,7 +708,7 @@ sg_transport_t *sg_transport_stdio_new(sg_loop_t *loop, const sg_stdio_spec_t *s
                                        const char *name)
 {
     SG_BUG_ON(spec == NULL || spec->command == NULL || events == NULL);
-    stdio_t *t = sg_xcalloc(1, sizeof(*t));
+    sg_stdio_t *t = sg_xcalloc(1, sizeof(*t));
     t->base.ops = &stdio_ops;
     t->base.events = events;
     t->base.owner = owner;

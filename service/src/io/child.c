@@ -195,8 +195,7 @@ static int do_spawn(pid_t *pid, const char *path, const sg_child_spec_t *spec, i
     const char *const *argv = spec->argv != NULL ? spec->argv : default_argv;
     const char *const *envp = spec->envp != NULL ? spec->envp : empty_env;
     /* posix_spawn's prototype predates const; it does not modify the strings */
-    int rc = posix_spawn(pid, path, &fa, &attr, (char *const *)(uintptr_t)argv,
-                         (char *const *)(uintptr_t)envp);
+    int rc = posix_spawn(pid, path, &fa, &attr, (char *const *)argv, (char *const *)envp);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     return rc;
@@ -410,7 +409,7 @@ size_t sg_child_reap_all(uint64_t timeout_ms)
         if (zombies == NULL || sg_clock_now_ms() >= deadline) {
             break;
         }
-        struct timespec ts = { 0, 5 * 1000 * 1000 };
+        struct timespec ts = { 0, 5L * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
     size_t left = 0;

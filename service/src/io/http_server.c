@@ -210,6 +210,8 @@ void sg_http_server_free(sg_http_server_t *s)
     sg_http_server_stop_accepting(s);
     if (s->ctx_ready) {
         h2o_context_dispose(&s->ctx);
+        /* h2o 2.2.5's evloop h2o_multithread_destroy_queue does not free the queue itself */
+        free(s->ctx.queue);
     }
     h2o_config_dispose(&s->config);
     if (s->ssl_ctx != NULL) {

@@ -5,6 +5,7 @@
  */
 #include "io/loop.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "base/mem.h"
@@ -131,7 +132,8 @@ int sg_watch_init(sg_watch_t *w, sg_loop_t *loop, int fd, sg_watch_cb on_read,
         sg_watch_cb on_write)
 {
     memset(w, 0, sizeof(*w));
-    int d = dup(fd);
+    /* close-on-exec: a spawned child must not inherit the library's socket */
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (d < 0) {
         return SG_EIO;
     }

@@ -16,6 +16,7 @@
 #include "io/pg.h"
 
 #include <sys/stat.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -191,8 +192,8 @@ static void describe_target(sg_pg_t *pool)
         }
     }
     snprintf(pool->target, sizeof(pool->target), "host=%.80s port=%.40s db=%.60s",
-            host != NULL ? host : (addr != NULL ? addr : "(default)"),
-            port != NULL ? port : "(default)", db != NULL ? db : "(default)");
+             host != NULL ? host : (addr != NULL ? addr : "(default)"),
+             port != NULL ? port : "(default)", db != NULL ? db : "(default)");
     PQconninfoFree(opts);
 }
 
@@ -233,7 +234,8 @@ static void query_complete(sg_pg_t *pool, sg_pg_query_t *q, int status, const PG
 static void on_defer(sg_timer_t *t)
 {
     sg_pg_t *pool = SG_CONTAINER_OF(t, sg_pg_t, defer);
-    sg_pg_qlist_t batch = pool->refused; /* refusals made by these callbacks wait for the next turn */
+    /* refusals made by these callbacks wait for the next turn */
+    sg_pg_qlist_t batch = pool->refused;
     pool->refused = (sg_pg_qlist_t){ NULL, NULL };
     sg_pg_query_t *q;
     while ((q = qlist_pop(&batch)) != NULL) {
@@ -296,8 +298,8 @@ static int conn_watch(sg_pg_conn_t *c)
     if (fd < 0 || fstat(fd, &st) != 0) {
         return SG_EIO;
     }
-    if (sg_watch_is_active(&c->watch) && sg_watch_fd(&c->watch) == fd &&
-            st.st_dev == c->sock_dev && st.st_ino == c->sock_ino) {
+    if (sg_watch_is_active(&c->watch) && sg_watch_fd(&c->watch) == fd && st.st_dev == c->sock_dev &&
+        st.st_ino == c->sock_ino) {
         return SG_OK;
     }
     sg_watch_dispose(&c->watch);
@@ -344,12 +346,13 @@ static void conn_lost(sg_pg_conn_t *c, const char *what)
     uint64_t suppressed = 0;
     c->backoff_ms = c->backoff_ms == 0 ? BACKOFF_MIN_MS : SG_MIN(2 * c->backoff_ms, BACKOFF_MAX_MS);
     if (sg_log_limit_allow(&pool->limit, sg_loop_now(pool->loop), &suppressed)) {
-        const char *msg = !pool->conninfo_ok ? "connection string does not parse"
-                : c->pg != NULL                     ? PQerrorMessage(c->pg)
-                                                    : "";
+        const char *msg = c->pg != NULL ? PQerrorMessage(c->pg) : "";
+        if (!pool->conninfo_ok) {
+            msg = "connection string does not parse";
+        }
         SG_LOG_WARN(&log_ctx, "conn=%zu %s %s: %.*s (retry in %llu ms, %llu similar suppressed)",
-                c->index, what, pool->target, msg_len(msg), msg,
-                (unsigned long long)c->backoff_ms, (unsigned long long)suppressed);
+                    c->index, what, pool->target, msg_len(msg), msg,
+                    (unsigned long long)c->backoff_ms, (unsigned long long)suppressed);
     }
     sg_pg_query_t *q = c->query;
     c->query = NULL;
@@ -491,7 +494,7 @@ static void conn_prepared(sg_pg_conn_t *c, const PGresult *res)
     if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
         const char *msg = res != NULL ? PQresultErrorMessage(res) : "";
         SG_LOG_ERROR(&log_ctx, "conn=%zu PREPARE %s failed: %.*s", c->index,
-                c->pool->stmts[c->nprepared].name, msg_len(msg), msg);
+                     c->pool->stmts[c->nprepared].name, msg_len(msg), msg);
     }
     c->nprepared++;
     if (conn_next(c)) {
@@ -539,8 +542,9 @@ static void conn_op_done(sg_pg_conn_t *c)
 /* BUSY or PREPARING: read what arrived, send what is pending, collect results. */
 static void conn_pump(sg_pg_conn_t *c)
 {
-    (void)PQconsumeInput(c->pg); /* a dropped connection shows in PQstatus and ends PQisBusy */
-    int fr = PQflush(c->pg);
+    /* a dropped connection shows in PQstatus and ends PQisBusy: its results say why */
+    (void)PQconsumeInput(c->pg);
+    int fr = PQstatus(c->pg) == CONNECTION_BAD ? 0 : PQflush(c->pg);
     if (fr < 0) {
         conn_lost(c, "send failed");
         return;
@@ -753,14 +757,14 @@ void sg_pg_prepare(sg_pg_t *pool, const char *name, const char *sql, int nparams
 }
 
 static int check_request(const sg_pg_t *pool, const sg_pg_query_t *q, int nparams,
-        const char *const *params, const int *lengths)
+                         const char *const *params, const int *lengths)
 {
     if (nparams < 0 || nparams > SG_PG_MAX_PARAMS || (nparams > 0 && params == NULL)) {
         return SG_EINVAL;
     }
     for (int i = 0; i < nparams && lengths != NULL; i++) {
         if (params[i] != NULL &&
-                (lengths[i] < 0 || memchr(params[i], '\0', (size_t)lengths[i]) != NULL)) {
+            (lengths[i] < 0 || memchr(params[i], '\0', (size_t)lengths[i]) != NULL)) {
             return SG_EINVAL;
         }
     }
@@ -774,12 +778,12 @@ static int check_request(const sg_pg_t *pool, const sg_pg_query_t *q, int nparam
 }
 
 static void query_start(sg_pg_t *pool, sg_pg_query_t *q, uint64_t timeout_ms, int nparams,
-        const char *const *params, const int *lengths)
+                        const char *const *params, const int *lengths)
 {
     int rc = check_request(pool, q, nparams, params, lengths);
     if (rc != SG_OK) {
         SG_LOG_WARN(&log_ctx, "query refused (%s): bad parameters or unknown statement",
-                q->_prepared ? q->_sql : "sql");
+                    q->_prepared ? q->_sql : "sql");
         q->_status = rc;
         qlist_push(&pool->refused, q);
         defer_kick(pool);
@@ -797,13 +801,13 @@ static void query_start(sg_pg_t *pool, sg_pg_query_t *q, uint64_t timeout_ms, in
     }
     q->_nparams = nparams;
     sg_timer_start(pool->loop, &q->_timer, timeout_ms != 0 ? timeout_ms : SG_PG_DEFAULT_TIMEOUT_MS,
-            on_query_deadline);
+                   on_query_deadline);
     qlist_push(&pool->queue, q);
     pool_dispatch(pool);
 }
 
 static void query_init(sg_pg_t *pool, sg_pg_query_t *q, const char *sql, bool prepared,
-        sg_pg_query_cb cb)
+                       sg_pg_query_cb cb)
 {
     SG_BUG_ON(pool == NULL || q == NULL || sql == NULL || cb == NULL);
     q->cb = cb;
@@ -818,14 +822,16 @@ static void query_init(sg_pg_t *pool, sg_pg_query_t *q, const char *sql, bool pr
 }
 
 void sg_pg_query_start(sg_pg_t *pool, sg_pg_query_t *q, uint64_t timeout_ms, const char *sql,
-        int nparams, const char *const *params, const int *lengths, sg_pg_query_cb cb)
+                       int nparams, const char *const *params, const int *lengths,
+                       sg_pg_query_cb cb)
 {
     query_init(pool, q, sql, false, cb);
     query_start(pool, q, timeout_ms, nparams, params, lengths);
 }
 
 void sg_pg_exec_prepared(sg_pg_t *pool, sg_pg_query_t *q, uint64_t timeout_ms, const char *name,
-        int nparams, const char *const *params, const int *lengths, sg_pg_query_cb cb)
+                         int nparams, const char *const *params, const int *lengths,
+                         sg_pg_query_cb cb)
 {
     query_init(pool, q, name, true, cb);
     query_start(pool, q, timeout_ms, nparams, params, lengths);

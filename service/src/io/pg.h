@@ -37,11 +37,11 @@ typedef struct sg_pg_query sg_pg_query_t;
 typedef void (*sg_pg_query_cb)(sg_pg_query_t *q, int status, const PGresult *res);
 typedef void (*sg_pg_state_cb)(void *data, size_t connected);
 
-#define SG_PG_MAX_PARAMS          32
-#define SG_PG_MAX_CONNS           16
-#define SG_PG_MAX_STATEMENTS      32
-#define SG_PG_DEFAULT_TIMEOUT_MS  5000 /* used when a query passes timeout_ms 0 */
-#define SG_PG_CONNECT_TIMEOUT_MS  5000 /* connect plus PREPAREs */
+#define SG_PG_MAX_PARAMS         32
+#define SG_PG_MAX_CONNS          16
+#define SG_PG_MAX_STATEMENTS     32
+#define SG_PG_DEFAULT_TIMEOUT_MS 5000 /* used when a query passes timeout_ms 0 */
+#define SG_PG_CONNECT_TIMEOUT_MS 5000 /* connect plus PREPAREs */
 
 /* Embed in the owner; recover it with SG_CONTAINER_OF in the callback. */
 struct sg_pg_query {
@@ -109,12 +109,14 @@ void sg_pg_prepare(sg_pg_t *pool, const char *name, const char *sql, int nparams
  * use a few fixed values, since each distinct duration is one loop queue.
  */
 void sg_pg_query_start(sg_pg_t *pool, sg_pg_query_t *q, uint64_t timeout_ms, const char *sql,
-        int nparams, const char *const *params, const int *lengths, sg_pg_query_cb cb);
+                       int nparams, const char *const *params, const int *lengths,
+                       sg_pg_query_cb cb);
 /*
  * Same, executing a statement registered with sg_pg_prepare. SG_EINVAL (on a
  * later loop turn) if name is not registered or nparams differs from it.
  */
 void sg_pg_exec_prepared(sg_pg_t *pool, sg_pg_query_t *q, uint64_t timeout_ms, const char *name,
-        int nparams, const char *const *params, const int *lengths, sg_pg_query_cb cb);
+                         int nparams, const char *const *params, const int *lengths,
+                         sg_pg_query_cb cb);
 
 #endif

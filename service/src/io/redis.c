@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,18 +360,22 @@ static void log_failure(conn_t *c, const char *why, bool was_ready)
     const sg_redis_t *r = c->owner;
     uint64_t suppressed = 0;
     if (was_ready) {
-        c->fail_log.last_ms = 0;
+        c->fail_log.last_ms = 0; /* the first failed reconnect is logged too */
         SG_LOG_WARN(&log_ctx, "%s connection to %s:%d lost (%s); reconnecting in %llu ms",
                     conn_name(c), r->url.host, r->url.port, why, (unsigned long long)c->backoff_ms);
         return;
     }
-    if (sg_log_limit_allow(&c->fail_log, sg_clock_now_ms(), &suppressed)) {
-        SG_LOG_WARN(&log_ctx,
-                    "%s connection to %s:%d failed (%s); attempt %llu, retrying in %llu ms, "
-                    "%llu similar lines suppressed",
-                    conn_name(c), r->url.host, r->url.port, why, (unsigned long long)c->failures,
-                    (unsigned long long)c->backoff_ms, (unsigned long long)suppressed);
+    if (!sg_log_limit_allow(&c->fail_log, sg_clock_now_ms(), &suppressed)) {
+        return;
     }
+    char more[64] = "";
+    if (suppressed > 0) {
+        snprintf(more, sizeof(more), " (%llu similar lines suppressed)",
+                 (unsigned long long)suppressed);
+    }
+    SG_LOG_WARN(&log_ctx, "%s connection to %s:%d failed (%s); attempt %llu, retrying in %llu ms%s",
+                conn_name(c), r->url.host, r->url.port, why, (unsigned long long)c->failures,
+                (unsigned long long)c->backoff_ms, more);
 }
 
 /* The current attempt or connection is gone (already detached): back off, then retry. */
@@ -419,9 +424,16 @@ static void conn_ready(conn_t *c)
     const sg_redis_t *r = c->owner;
     sg_timer_stop(&c->connect_timer);
     c->state = CONN_READY;
-    SG_LOG_INFO(&log_ctx, "%s connection to %s:%d db=%d ready after %llu failed attempts",
-                conn_name(c), r->url.host, r->url.port, c->is_sub ? 0 : r->url.db,
-                (unsigned long long)c->failures);
+    if (c->is_sub) {
+        SG_LOG_INFO(&log_ctx,
+                    "subscriber connection to %s:%d ready on %zu channels (%llu failed attempts "
+                    "before)",
+                    r->url.host, r->url.port, r->nsubs, (unsigned long long)c->failures);
+    } else {
+        SG_LOG_INFO(&log_ctx,
+                    "command connection to %s:%d db=%d ready (%llu failed attempts before)",
+                    r->url.host, r->url.port, r->url.db, (unsigned long long)c->failures);
+    }
     c->backoff_ms = r->opts.backoff_min_ms;
     c->failures = 0;
     c->fail_log.last_ms = 0;
@@ -580,6 +592,8 @@ static void conn_start(conn_t *c)
         conn_lost(c, why);
         return;
     }
+    /* hiredis 0.14 does not set close-on-exec; spawned upstreams must not inherit it */
+    (void)fcntl(ac->c.fd, F_SETFD, FD_CLOEXEC);
     if (!conn_attach(c, ac)) {
         redisAsyncFree(ac);
         conn_lost(c, "cannot watch the socket");

@@ -12,6 +12,7 @@
 #include "store/migrate.h"
 
 #include <sys/stat.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -28,20 +29,20 @@
 #define MAX_FILES    10000
 #define MAX_NAME_LEN 120
 
-typedef struct mfile {
+typedef struct sg_migration {
     int version;
     char name[MAX_NAME_LEN + 1]; /* "create_core_tables" */
     char *sql;                   /* the file, NUL-terminated; owned */
     size_t len;
     char checksum[2 * 32 + 1]; /* sha256, lower-case hex */
     bool applied;
-} mfile_t;
+} sg_migration_t;
 
-typedef struct mset {
-    mfile_t *files;
+typedef struct sg_migration_set {
+    sg_migration_t *files;
     size_t n;
     size_t cap;
-} mset_t;
+} sg_migration_set_t;
 
 static const sg_log_ctx_t log_ctx = { .component = "migrate" };
 
@@ -53,13 +54,13 @@ static const char create_table_sql[] = "CREATE TABLE IF NOT EXISTS schema_migrat
 
 /* ---- reading the directory ---- */
 
-static void mset_free(mset_t *set)
+static void mset_free(sg_migration_set_t *set)
 {
     for (size_t i = 0; i < set->n; i++) {
         free(set->files[i].sql);
     }
     free(set->files);
-    *set = (mset_t){ 0 };
+    *set = (sg_migration_set_t){ 0 };
 }
 
 /* "NNNN_name.sql" -> version and name; false when the name does not fit the pattern. */
@@ -67,7 +68,7 @@ static bool parse_file_name(const char *fname, int *version, char *name)
 {
     size_t len = strlen(fname), digits = strspn(fname, "0123456789");
     if (digits == 0 || digits > 9 || fname[digits] != '_' || len < digits + 6 ||
-            strcmp(fname + len - 4, ".sql") != 0) {
+        strcmp(fname + len - 4, ".sql") != 0) {
         return false;
     }
     size_t name_len = len - 4 - digits - 1;
@@ -77,11 +78,11 @@ static bool parse_file_name(const char *fname, int *version, char *name)
     for (size_t i = 0; i < name_len; i++) {
         char c = fname[digits + 1 + i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_')) {
+              c == '_')) {
             return false;
         }
     }
-    *version = atoi(fname);
+    *version = (int)strtol(fname, NULL, 10);
     memcpy(name, fname + digits + 1, name_len);
     name[name_len] = '\0';
     return *version > 0;
@@ -93,12 +94,12 @@ static void sha256_hex(const char *data, size_t len, char out[2 * 32 + 1])
     unsigned int mdlen = 0;
     SG_BUG_ON(EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32);
     for (unsigned int i = 0; i < mdlen; i++) {
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+        snprintf(out + 2 * (size_t)i, 3, "%02x", md[i]);
     }
 }
 
 /* Reads path (at most SG_MIGRATE_MAX_FILE bytes) into f->sql and hashes it. */
-static int read_file(const char *path, const char *fname, mfile_t *f, sg_error_t *err)
+static int read_file(const char *path, const char *fname, sg_migration_t *f, sg_error_t *err)
 {
     FILE *fp = fopen(path, "rb");
     if (fp == NULL) {
@@ -106,10 +107,10 @@ static int read_file(const char *path, const char *fname, mfile_t *f, sg_error_t
     }
     struct stat st;
     if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode) ||
-            (uint64_t)st.st_size > SG_MIGRATE_MAX_FILE) {
+        (uint64_t)st.st_size > (uint64_t)SG_MIGRATE_MAX_FILE) {
         fclose(fp);
-        return sg_error_set(err, SG_EINVAL, "%s: not a regular file of at most %u bytes", fname,
-                SG_MIGRATE_MAX_FILE);
+        return sg_error_set(err, SG_EINVAL, "%s: not a regular file of at most %zu bytes", fname,
+                            (size_t)SG_MIGRATE_MAX_FILE);
     }
     f->len = (size_t)st.st_size;
     f->sql = sg_xmalloc(f->len + 1);
@@ -126,12 +127,12 @@ static int read_file(const char *path, const char *fname, mfile_t *f, sg_error_t
     return SG_OK;
 }
 
-static int add_file(mset_t *set, const char *dir, const char *fname, sg_error_t *err)
+static int add_file(sg_migration_set_t *set, const char *dir, const char *fname, sg_error_t *err)
 {
-    mfile_t f = { 0 };
+    sg_migration_t f = { 0 };
     if (!parse_file_name(fname, &f.version, f.name)) {
         return sg_error_set(err, SG_EINVAL, "%s/%s: migration files are named NNNN_name.sql", dir,
-                fname);
+                            fname);
     }
     if (set->n == MAX_FILES) {
         return sg_error_set(err, SG_EINVAL, "%s: more than %d migrations", dir, MAX_FILES);
@@ -155,16 +156,16 @@ static int add_file(mset_t *set, const char *dir, const char *fname, sg_error_t 
 
 static int by_version(const void *a, const void *b)
 {
-    const mfile_t *x = a, *y = b;
+    const sg_migration_t *x = a, *y = b;
     return (x->version > y->version) - (x->version < y->version);
 }
 
-static int scan_dir(const char *dir, mset_t *set, sg_error_t *err)
+static int scan_dir(const char *dir, sg_migration_set_t *set, sg_error_t *err)
 {
     DIR *d = opendir(dir);
     if (d == NULL) {
         return sg_error_set(err, SG_EIO, "cannot open migrations directory %s: %s", dir,
-                strerror(errno));
+                            strerror(errno));
     }
     int rc = SG_OK;
     struct dirent *e;
@@ -179,11 +180,13 @@ static int scan_dir(const char *dir, mset_t *set, sg_error_t *err)
     if (rc != SG_OK) {
         return rc;
     }
-    qsort(set->files, set->n, sizeof(*set->files), by_version);
+    if (set->n > 1) {
+        qsort(set->files, set->n, sizeof(*set->files), by_version);
+    }
     for (size_t i = 1; i < set->n; i++) {
         if (set->files[i].version == set->files[i - 1].version) {
             return sg_error_set(err, SG_EINVAL, "two migrations numbered %04d (%s and %s)",
-                    set->files[i].version, set->files[i - 1].name, set->files[i].name);
+                                set->files[i].version, set->files[i - 1].name, set->files[i].name);
         }
     }
     return SG_OK;
@@ -217,8 +220,8 @@ static int connect_db(const char *conninfo, PGconn **out, sg_error_t *err)
     SG_BUG_ON(pg == NULL); /* out of memory */
     if (PQstatus(pg) != CONNECTION_OK) {
         const char *m = PQerrorMessage(pg);
-        sg_error_set(err, SG_EBACKEND, "cannot connect to PostgreSQL: %.*s",
-                (int)strcspn(m, "\n"), m);
+        sg_error_set(err, SG_EBACKEND, "cannot connect to PostgreSQL: %.*s", (int)strcspn(m, "\n"),
+                     m);
         PQfinish(pg);
         return SG_EBACKEND;
     }
@@ -246,7 +249,7 @@ static int lock_and_prepare(PGconn *pg, sg_error_t *err)
     int rc = exec_ok(pg, "SET lock_timeout = '300s'", "setting lock_timeout", err);
     if (rc == SG_OK) {
         rc = exec_ok(pg, "SELECT pg_advisory_lock(" SG_MIGRATE_LOCK_KEY ")",
-                "waiting for the migration lock", err);
+                     "waiting for the migration lock", err);
     }
     if (rc == SG_OK) {
         rc = exec_ok(pg, "RESET lock_timeout", "resetting lock_timeout", err);
@@ -259,7 +262,7 @@ static int lock_and_prepare(PGconn *pg, sg_error_t *err)
 
 /* ---- checking what is recorded ---- */
 
-static mfile_t *find_file(mset_t *set, int version)
+static sg_migration_t *find_file(sg_migration_set_t *set, int version)
 {
     for (size_t i = 0; i < set->n; i++) {
         if (set->files[i].version == version) {
@@ -270,7 +273,7 @@ static mfile_t *find_file(mset_t *set, int version)
 }
 
 /* Marks recorded migrations applied; a recorded one whose file changed is an error. */
-static int check_recorded(PGconn *pg, mset_t *set, int *max_recorded, sg_error_t *err)
+static int check_recorded(PGconn *pg, sg_migration_set_t *set, int *max_recorded, sg_error_t *err)
 {
     PGresult *r = PQexec(pg, "SELECT version, name, checksum FROM schema_migrations");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -282,18 +285,19 @@ static int check_recorded(PGconn *pg, mset_t *set, int *max_recorded, sg_error_t
     int rc = SG_OK;
     *max_recorded = 0;
     for (int i = 0; i < PQntuples(r) && rc == SG_OK; i++) {
-        int version = atoi(PQgetvalue(r, i, 0));
+        int version = (int)strtol(PQgetvalue(r, i, 0), NULL, 10);
         *max_recorded = SG_MAX(*max_recorded, version);
-        mfile_t *f = find_file(set, version);
+        sg_migration_t *f = find_file(set, version);
         if (f == NULL) {
             continue; /* applied by a newer build */
         }
         f->applied = true;
         if (strcmp(PQgetvalue(r, i, 1), f->name) != 0) {
             rc = sg_error_set(err, SG_EINVAL, "migration %04d was applied as %s but the file is %s",
-                    version, PQgetvalue(r, i, 1), f->name);
+                              version, PQgetvalue(r, i, 1), f->name);
         } else if (strcmp(PQgetvalue(r, i, 2), f->checksum) != 0) {
-            rc = sg_error_set(err, SG_EINVAL,
+            rc = sg_error_set(
+                    err, SG_EINVAL,
                     "%04d_%s.sql: checksum differs from the one recorded when it was applied "
                     "(migrations are never edited; add a new one)",
                     version, f->name);
@@ -303,12 +307,13 @@ static int check_recorded(PGconn *pg, mset_t *set, int *max_recorded, sg_error_t
     return rc;
 }
 
-static int check_order(const mset_t *set, int max_recorded, sg_error_t *err)
+static int check_order(const sg_migration_set_t *set, int max_recorded, sg_error_t *err)
 {
     for (size_t i = 0; i < set->n; i++) {
-        const mfile_t *f = &set->files[i];
+        const sg_migration_t *f = &set->files[i];
         if (!f->applied && f->version < max_recorded) {
-            return sg_error_set(err, SG_EINVAL,
+            return sg_error_set(
+                    err, SG_EINVAL,
                     "%04d_%s.sql is not applied but migration %04d is: number new migrations "
                     "above the last applied one",
                     f->version, f->name, max_recorded);
@@ -335,7 +340,7 @@ static int line_of(const char *sql, size_t len, long pos)
     return line;
 }
 
-static int report_failure(const mfile_t *f, const PGresult *r, sg_error_t *err)
+static int report_failure(const sg_migration_t *f, const PGresult *r, sg_error_t *err)
 {
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     const char *pos = PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION);
@@ -344,13 +349,14 @@ static int report_failure(const mfile_t *f, const PGresult *r, sg_error_t *err)
     }
     if (pos != NULL) {
         return sg_error_set(err, SG_EBACKEND, "%04d_%s.sql line %d: %.*s", f->version, f->name,
-                line_of(f->sql, f->len, strtol(pos, NULL, 10)), (int)strcspn(msg, "\n"), msg);
+                            line_of(f->sql, f->len, strtol(pos, NULL, 10)), (int)strcspn(msg, "\n"),
+                            msg);
     }
     return sg_error_set(err, SG_EBACKEND, "%04d_%s.sql: %.*s", f->version, f->name,
-            (int)strcspn(msg, "\n"), msg);
+                        (int)strcspn(msg, "\n"), msg);
 }
 
-static int run_file(PGconn *pg, const mfile_t *f, sg_error_t *err)
+static int run_file(PGconn *pg, const sg_migration_t *f, sg_error_t *err)
 {
     PGresult *r = PQexec(pg, f->sql);
     ExecStatusType st = PQresultStatus(r);
@@ -358,32 +364,34 @@ static int run_file(PGconn *pg, const mfile_t *f, sg_error_t *err)
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
         rc = report_failure(f, r, err);
     } else if (PQtransactionStatus(pg) != PQTRANS_INTRANS) {
-        rc = sg_error_set(err, SG_EINVAL, "%04d_%s.sql ends the transaction itself "
-                "(migrations must not contain BEGIN, COMMIT or ROLLBACK)", f->version, f->name);
+        rc = sg_error_set(err, SG_EINVAL,
+                          "%04d_%s.sql ends the transaction itself "
+                          "(migrations must not contain BEGIN, COMMIT or ROLLBACK)",
+                          f->version, f->name);
     }
     PQclear(r);
     return rc;
 }
 
-static int record_file(PGconn *pg, const mfile_t *f, sg_error_t *err)
+static int record_file(PGconn *pg, const sg_migration_t *f, sg_error_t *err)
 {
     char version[16];
     snprintf(version, sizeof(version), "%d", f->version);
     const char *const params[] = { version, f->name, f->checksum };
-    PGresult *r = PQexecParams(pg,
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3, NULL,
-            params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(
+            pg, "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3,
+            NULL, params, NULL, NULL, 0);
     int rc = SG_OK;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         const char *m = PQresultErrorMessage(r);
         rc = sg_error_set(err, SG_EBACKEND, "recording %04d_%s: %.*s", f->version, f->name,
-                (int)strcspn(m, "\n"), m);
+                          (int)strcspn(m, "\n"), m);
     }
     PQclear(r);
     return rc;
 }
 
-static int apply_file(PGconn *pg, const mfile_t *f, sg_error_t *err)
+static int apply_file(PGconn *pg, const sg_migration_t *f, sg_error_t *err)
 {
     int rc = exec_ok(pg, "BEGIN", "starting a transaction", err);
     if (rc != SG_OK) {
@@ -409,7 +417,7 @@ static int apply_file(PGconn *pg, const mfile_t *f, sg_error_t *err)
 
 int sg_migrate_run(const char *conninfo, const char *dir, sg_error_t *err)
 {
-    mset_t set = { 0 };
+    sg_migration_set_t set = { 0 };
     PGconn *pg = NULL;
     int max_recorded = 0;
     int rc = scan_dir(dir != NULL ? dir : sg_migrate_default_dir(), &set, err);

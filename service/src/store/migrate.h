@@ -26,13 +26,14 @@
 #define SG_MIGRATE_LOCK_KEY "6000850005618999636"
 
 /* Largest migration file accepted. */
-#define SG_MIGRATE_MAX_FILE (4u * 1024u * 1024u)
+#define SG_MIGRATE_MAX_FILE ((size_t)4 * 1024 * 1024)
 
 /*
  * Connects to conninfo (libpq URI or key=value; NULL = libpq defaults) and
  * applies every migration of dir (NULL = sg_migrate_default_dir()) not yet
  * recorded, printing one line per applied migration to stdout
- * ("applied 0001_create_core_tables"). Running it again applies nothing. Waits up to 5 minutes for another runner's lock.
+ * ("applied 0001_create_core_tables"). Running it again applies nothing.
+ * Waits up to 5 minutes for another runner's lock.
  *
  * Errors (message in err, never the password): SG_EIO when the directory or a
  * file cannot be read; SG_EINVAL for a badly named or oversized .sql file, two

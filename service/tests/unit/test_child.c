@@ -33,15 +33,15 @@
         }                                                  \
     } while (0)
 
-typedef struct exit_rec {
+typedef struct sg_test_exit {
     int calls;
     int wstatus;
     bool free_in_callback;
-} exit_rec_t;
+} sg_test_exit_t;
 
 static void on_exit_cb(sg_child_t *c, int wstatus, void *data)
 {
-    exit_rec_t *r = data;
+    sg_test_exit_t *r = data;
     r->calls++;
     r->wstatus = wstatus;
     if (r->free_in_callback) {
@@ -84,6 +84,14 @@ static size_t read_to_eof(int fd, char *buf, size_t cap, int timeout_ms)
     return len;
 }
 
+static pid_t parse_pid(const char *s)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    assert_true(end != s && v > 0);
+    return (pid_t)v;
+}
+
 static bool process_gone(pid_t pid)
 {
     char path[64], text[512];
@@ -110,7 +118,7 @@ static void spawns_with_nonblocking_cloexec_pipes_in_own_group(void **state)
     const char *argv[] = { "cat", NULL };
     const char *envp[] = { "PATH=/usr/bin:/bin", NULL };
     sg_child_spec_t spec = { .file = "cat", .argv = argv, .envp = envp };
-    exit_rec_t r = { 0 };
+    sg_test_exit_t r = { 0 };
     sg_child_t *c = NULL;
     assert_int_equal(sg_child_spawn(loop, &spec, on_exit_cb, &r, &c, NULL), SG_OK);
     pid_t pid = sg_child_pid(c);
@@ -144,11 +152,11 @@ static void reports_exit_status_once_without_being_told(void **state)
     sg_loop_t *loop = *state;
     const char *argv[] = { "sh", "-c", "exit 7", NULL };
     sg_child_spec_t spec = { .file = "sh", .argv = argv };
-    exit_rec_t r = { 0 };
+    sg_test_exit_t r = { 0 };
     sg_child_t *c = NULL;
     assert_int_equal(sg_child_spawn(loop, &spec, on_exit_cb, &r, &c, NULL), SG_OK);
     /* no expect_exit: the slow poll finds it */
-    RUN_UNTIL(loop, r.calls > 0, 3 * SG_CHILD_SLOW_POLL_MS);
+    RUN_UNTIL(loop, r.calls > 0, (uint64_t)3 * SG_CHILD_SLOW_POLL_MS);
     RUN_UNTIL(loop, false, 300);
     assert_int_equal(r.calls, 1);
     assert_true(WIFEXITED(r.wstatus));
@@ -175,7 +183,7 @@ static void looks_up_the_program_in_the_given_path(void **state)
 
     const char *envp[] = { pathvar, NULL };
     sg_child_spec_t spec = { .file = "sg-hello", .envp = envp };
-    exit_rec_t r = { 0 };
+    sg_test_exit_t r = { 0 };
     sg_child_t *c = NULL;
     assert_int_equal(sg_child_spawn(loop, &spec, on_exit_cb, &r, &c, NULL), SG_OK);
     char out[64];
@@ -212,7 +220,7 @@ static void environment_is_exactly_envp_and_cwd_applies(void **state)
     const char *envp[] = { "A=1", "B=two", NULL };
     /* no PATH in envp: the default path finds env */
     sg_child_spec_t spec = { .file = "env", .envp = envp };
-    exit_rec_t r = { 0 };
+    sg_test_exit_t r = { 0 };
     sg_child_t *c = NULL;
     assert_int_equal(sg_child_spawn(loop, &spec, on_exit_cb, &r, &c, NULL), SG_OK);
     char out[256];
@@ -239,7 +247,7 @@ static void child_gets_no_other_fds(void **state)
     assert_true(leak >= 0);
     const char *argv[] = { "sh", "-c", "cd /proc/$$/fd && echo *", NULL };
     sg_child_spec_t spec = { .file = "sh", .argv = argv };
-    exit_rec_t r = { 0 };
+    sg_test_exit_t r = { 0 };
     sg_child_t *c = NULL;
     assert_int_equal(sg_child_spawn(loop, &spec, on_exit_cb, &r, &c, NULL), SG_OK);
     char out[256];
@@ -267,7 +275,7 @@ static void child_has_default_signals_and_empty_mask(void **state)
     sg_child_spec_t spec = { .file = "sleep", .argv = argv };
     int sigs[] = { SIGTERM, SIGINT };
     for (size_t i = 0; i < 2; i++) {
-        exit_rec_t r = { 0 };
+        sg_test_exit_t r = { 0 };
         sg_child_t *c = NULL;
         assert_int_equal(sg_child_spawn(loop, &spec, on_exit_cb, &r, &c, NULL), SG_OK);
         assert_int_equal(sg_child_kill(c, sigs[i]), SG_OK);
@@ -287,7 +295,7 @@ static void free_while_running_kills_and_reaps(void **state)
     sg_loop_t *loop = *state;
     const char *argv[] = { "sleep", "100", NULL };
     sg_child_spec_t spec = { .file = "sleep", .argv = argv };
-    exit_rec_t r = { 0 };
+    sg_test_exit_t r = { 0 };
     sg_child_t *c = NULL;
     assert_int_equal(sg_child_spawn(loop, &spec, on_exit_cb, &r, &c, NULL), SG_OK);
     pid_t pid = sg_child_pid(c);
@@ -305,7 +313,7 @@ static void free_from_the_exit_callback(void **state)
     sg_loop_t *loop = *state;
     const char *argv[] = { "true", NULL };
     sg_child_spec_t spec = { .file = "true", .argv = argv };
-    exit_rec_t r = { .free_in_callback = true };
+    sg_test_exit_t r = { .free_in_callback = true };
     sg_child_t *c = NULL;
     assert_int_equal(sg_child_spawn(loop, &spec, on_exit_cb, &r, &c, NULL), SG_OK);
     sg_child_expect_exit(c);
@@ -320,7 +328,7 @@ static void leader_exit_kills_what_is_left_of_its_group(void **state)
     /* the grandchild keeps stdout open, so only the poll can see the exit */
     const char *argv[] = { "sh", "-c", "sleep 100 & echo $!; exit 3", NULL };
     sg_child_spec_t spec = { .file = "sh", .argv = argv };
-    exit_rec_t r = { 0 };
+    sg_test_exit_t r = { 0 };
     sg_child_t *c = NULL;
     assert_int_equal(sg_child_spawn(loop, &spec, on_exit_cb, &r, &c, NULL), SG_OK);
     char out[64] = "";
@@ -334,9 +342,9 @@ static void leader_exit_kills_what_is_left_of_its_group(void **state)
         }
         out[len] = '\0';
     }
-    pid_t gpid = (pid_t)atoi(out);
+    pid_t gpid = parse_pid(out);
     assert_true(gpid > 0);
-    RUN_UNTIL(loop, r.calls > 0, 3 * SG_CHILD_SLOW_POLL_MS);
+    RUN_UNTIL(loop, r.calls > 0, (uint64_t)3 * SG_CHILD_SLOW_POLL_MS);
     assert_int_equal(r.calls, 1);
     assert_int_equal(WEXITSTATUS(r.wstatus), 3);
     RUN_UNTIL(loop, process_gone(gpid), 3000);
@@ -349,7 +357,7 @@ static void reap_all_at_shutdown(void **state)
     sg_loop_t *loop = *state;
     const char *argv[] = { "sleep", "100", NULL };
     sg_child_spec_t spec = { .file = "sleep", .argv = argv };
-    exit_rec_t r = { 0 };
+    sg_test_exit_t r = { 0 };
     pid_t pids[3];
     for (size_t i = 0; i < 3; i++) {
         sg_child_t *c = NULL;

@@ -4,10 +4,11 @@
  * cluster with ops/lib/pgcluster on a free loopback port and stops it at the
  * end; a reaper process stops it too if this process dies first.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
+
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,15 +24,18 @@
 #include "io/pg.h"
 
 #define PGCLUSTER SG_SOURCE_DIR "/ops/lib/pgcluster"
+#define NQUEUED   200 /* queued on a pool of 4 */
+#define NINFLIGHT 50  /* in flight across a server restart */
+#define NPENDING  6   /* 1 running + 5 queued when the pool is freed */
 
 /* ---- throw-away cluster (same harness as test_migrate.c) ---- */
 
 static struct {
-    char dir[64];   /* mkdtemp'd; holds data/ */
-    char data[96];  /* the cluster */
-    char url[160];  /* postgresql://postgres@127.0.0.1:<port>/sentinel */
+    char dir[64];  /* mkdtemp'd; holds data/ */
+    char data[96]; /* the cluster */
+    char url[160]; /* postgresql://postgres@127.0.0.1:<port>/sentinel */
     int port;
-    int reaper_fd;  /* write end; the reaper cleans up when it closes */
+    int reaper_fd; /* write end; the reaper cleans up when it closes */
     pid_t reaper;
 } cluster = { .reaper_fd = -1 };
 
@@ -41,14 +45,15 @@ static int free_port(void)
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof(a);
     if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-            getsockname(s, (struct sockaddr *)&a, &len) != 0) {
+        getsockname(s, (struct sockaddr *)&a, &len) != 0) {
         return -1;
     }
     close(s);
     return ntohs(a.sin_port);
 }
 
-/* Runs pgcluster with args; its last stdout line goes to out (may be NULL). Returns the exit status. */
+/* Runs pgcluster with args; its last stdout line goes to out (may be NULL). Returns the exit
+ * status. */
 static int run_pgcluster(const char *cmd, const char *arg, char *out, size_t cap)
 {
     int p[2];
@@ -93,8 +98,8 @@ static void start_reaper(void)
         close(p[1]);
         while (read(p[0], &c, 1) > 0) {
         }
-        execl("/bin/sh", "sh", "-c", "\"$0\" stop \"$1\" >/dev/null 2>&1; rm -rf \"$2\"",
-                PGCLUSTER, cluster.data, cluster.dir, (char *)NULL);
+        execl("/bin/sh", "sh", "-c", "\"$0\" stop \"$1\" >/dev/null 2>&1; rm -rf \"$2\"", PGCLUSTER,
+              cluster.data, cluster.dir, (char *)NULL);
         _exit(127);
     }
     close(p[0]);
@@ -131,7 +136,12 @@ static int cluster_teardown(void **state)
 
 /* ---- test plumbing ---- */
 
-typedef struct tq {
+static long num(const char *s)
+{
+    return strtol(s, NULL, 10);
+}
+
+typedef struct sg_test_query {
     sg_pg_query_t q;
     int calls;
     int status;
@@ -139,7 +149,7 @@ typedef struct tq {
     char cells[4][256]; /* row 0, up to 4 columns; "(null)" for SQL NULL */
     char error[256];
     char sqlstate[8];
-} tq_t;
+} sg_test_query_t;
 
 static int reentered; /* callbacks that ran inside sg_pg_query_start */
 static bool in_start;
@@ -147,7 +157,7 @@ static int done;
 
 static void on_tq(sg_pg_query_t *q, int status, const PGresult *res)
 {
-    tq_t *t = SG_CONTAINER_OF(q, tq_t, q);
+    sg_test_query_t *t = SG_CONTAINER_OF(q, sg_test_query_t, q);
     reentered += in_start;
     t->calls++;
     t->status = status;
@@ -156,7 +166,7 @@ static void on_tq(sg_pg_query_t *q, int status, const PGresult *res)
         t->ntuples = PQntuples(res);
         for (int i = 0; i < PQnfields(res) && i < 4 && t->ntuples > 0; i++) {
             snprintf(t->cells[i], sizeof(t->cells[i]), "%s",
-                    PQgetisnull(res, 0, i) ? "(null)" : PQgetvalue(res, 0, i));
+                     PQgetisnull(res, 0, i) ? "(null)" : PQgetvalue(res, 0, i));
         }
     }
     if (res != NULL && status != SG_OK) {
@@ -166,8 +176,8 @@ static void on_tq(sg_pg_query_t *q, int status, const PGresult *res)
     }
 }
 
-static void start(sg_pg_t *pool, tq_t *t, uint64_t timeout_ms, const char *sql, int n,
-        const char *const *params, const int *lengths)
+static void start(sg_pg_t *pool, sg_test_query_t *t, uint64_t timeout_ms, const char *sql, int n,
+                  const char *const *params, const int *lengths)
 {
     memset(t, 0, sizeof(*t));
     in_start = true;
@@ -175,8 +185,8 @@ static void start(sg_pg_t *pool, tq_t *t, uint64_t timeout_ms, const char *sql, 
     in_start = false;
 }
 
-static void exec_prepared(sg_pg_t *pool, tq_t *t, const char *name, int n,
-        const char *const *params)
+static void exec_prepared(sg_pg_t *pool, sg_test_query_t *t, const char *name, int n,
+                          const char *const *params)
 {
     memset(t, 0, sizeof(*t));
     in_start = true;
@@ -217,24 +227,24 @@ static void run_for(sg_loop_t *loop, uint64_t ms)
     }
 }
 
-typedef struct fixture {
+typedef struct sg_test_fixture {
     sg_loop_t *loop;
     sg_pg_t *pool;
     size_t reported; /* last value given to the state callback */
     int state_calls;
-} fixture_t;
+} sg_test_fixture_t;
 
 static void on_state(void *data, size_t connected)
 {
-    fixture_t *f = data;
+    sg_test_fixture_t *f = data;
     f->reported = connected;
     f->state_calls++;
     reentered += in_start;
 }
 
-static fixture_t *fixture_new(const char *conninfo, size_t nconns)
+static sg_test_fixture_t *fixture_new(const char *conninfo, size_t nconns)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
+    sg_test_fixture_t *f = calloc(1, sizeof(*f));
     f->loop = sg_loop_new();
     f->pool = sg_pg_new(f->loop, conninfo, nconns);
     sg_pg_set_state_cb(f->pool, on_state, f);
@@ -243,7 +253,7 @@ static fixture_t *fixture_new(const char *conninfo, size_t nconns)
     return f;
 }
 
-static void fixture_free(fixture_t *f)
+static void fixture_free(sg_test_fixture_t *f)
 {
     sg_pg_free(f->pool);
     sg_loop_free(f->loop);
@@ -280,9 +290,9 @@ static void capture_end(int saved, const char *path, char *buf, size_t cap)
 static void runs_simple_query_and_reports_state(void **state)
 {
     (void)state;
-    fixture_t *f = fixture_new(cluster.url, 2);
+    sg_test_fixture_t *f = fixture_new(cluster.url, 2);
     assert_true(run_until_connected(f->loop, f->pool, 2, 10000));
-    tq_t t;
+    sg_test_query_t t;
     start(f->pool, &t, 2000, "SELECT 41 + 1", 0, NULL, NULL);
     assert_int_equal(t.calls, 0);
     assert_true(run_until(f->loop, &done, 1, 5000));
@@ -298,26 +308,26 @@ static void runs_simple_query_and_reports_state(void **state)
 static void passes_text_null_and_sized_parameters(void **state)
 {
     (void)state;
-    fixture_t *f = fixture_new(cluster.url, 2);
+    sg_test_fixture_t *f = fixture_new(cluster.url, 2);
     static const char odd[] = "it's \"quoted\" \\ back\nslash\t\x01\x7f caf\xc3\xa9 \xe2\x98\x83";
     static const char longer[] = "sized-and-not-terminated-XXXX";
     const char *params[] = { odd, NULL, longer };
     const int lengths[] = { (int)strlen(odd), 0, 16 };
-    tq_t t;
+    sg_test_query_t t;
     start(f->pool, &t, 5000, "SELECT $1::text, $2::text IS NULL, $3::text, octet_length($1::text)",
-            3, params, lengths);
+          3, params, lengths);
     assert_true(run_until(f->loop, &done, 1, 10000));
     assert_int_equal(t.status, SG_OK);
     assert_string_equal(t.cells[0], odd);
     assert_string_equal(t.cells[1], "t");
     assert_string_equal(t.cells[2], "sized-and-not-te");
-    assert_int_equal(atoi(t.cells[3]), (int)strlen(odd));
+    assert_int_equal(num(t.cells[3]), (int)strlen(odd));
 
     /* a NUL byte cannot travel in text format: refused, on a later turn */
     static const char with_nul[] = { 'a', '\0', 'b' };
     const char *p2[] = { with_nul };
     const int l2[] = { 3 };
-    tq_t refused, too_many;
+    sg_test_query_t refused, too_many;
     start(f->pool, &refused, 5000, "SELECT $1::text", 1, p2, l2);
     const char *many[SG_PG_MAX_PARAMS + 1] = { 0 };
     start(f->pool, &too_many, 5000, "SELECT 1", SG_PG_MAX_PARAMS + 1, many, NULL);
@@ -332,13 +342,14 @@ static void passes_text_null_and_sized_parameters(void **state)
 static void prepares_statements_on_every_connection(void **state)
 {
     (void)state;
-    fixture_t *f = fixture_new(cluster.url, 4);
-    sg_pg_prepare(f->pool, "t_pid", "SELECT pg_backend_pid()::text, ($1::int + 1)::text, "
-                                    "pg_sleep(0.2)::text",
-            1);
+    sg_test_fixture_t *f = fixture_new(cluster.url, 4);
+    sg_pg_prepare(f->pool, "t_pid",
+                  "SELECT pg_backend_pid()::text, ($1::int + 1)::text, "
+                  "pg_sleep(0.2)::text",
+                  1);
     sg_pg_prepare(f->pool, "t_bad", "SELEC nonsense", 0);
     assert_true(run_until_connected(f->loop, f->pool, 4, 10000));
-    tq_t t[8];
+    sg_test_query_t t[8];
     char args[8][8];
     for (int i = 0; i < 8; i++) {
         snprintf(args[i], sizeof(args[i]), "%d", i);
@@ -346,11 +357,11 @@ static void prepares_statements_on_every_connection(void **state)
         exec_prepared(f->pool, &t[i], "t_pid", 1, p);
     }
     assert_true(run_until(f->loop, &done, 8, 10000));
-    char pids[8][32];
+    char pids[8][256];
     int distinct = 0;
     for (int i = 0; i < 8; i++) {
         assert_int_equal(t[i].status, SG_OK);
-        assert_int_equal(atoi(t[i].cells[1]), i + 1);
+        assert_int_equal(num(t[i].cells[1]), i + 1);
         bool seen = false;
         for (int j = 0; j < distinct; j++) {
             seen = seen || strcmp(pids[j], t[i].cells[0]) == 0;
@@ -381,22 +392,21 @@ static void prepares_statements_on_every_connection(void **state)
 static void completes_200_queued_queries_once(void **state)
 {
     (void)state;
-    fixture_t *f = fixture_new(cluster.url, 4);
-    enum { N = 200 };
-    tq_t *t = calloc(N, sizeof(*t));
-    for (int i = 0; i < N; i++) { /* before any connection is up: all queue */
+    sg_test_fixture_t *f = fixture_new(cluster.url, 4);
+    sg_test_query_t *t = calloc(NQUEUED, sizeof(*t));
+    for (int i = 0; i < NQUEUED; i++) { /* before any connection is up: all queue */
         char arg[16];
         snprintf(arg, sizeof(arg), "%d", i);
         const char *p[] = { arg };
         start(f->pool, &t[i], 20000, "SELECT $1::int * 2", 1, p, NULL);
     }
-    assert_true(run_until(f->loop, &done, N, 30000));
+    assert_true(run_until(f->loop, &done, NQUEUED, 30000));
     run_for(f->loop, 50);
-    assert_int_equal(done, N);
-    for (int i = 0; i < N; i++) {
+    assert_int_equal(done, NQUEUED);
+    for (int i = 0; i < NQUEUED; i++) {
         assert_int_equal(t[i].calls, 1);
         assert_int_equal(t[i].status, SG_OK);
-        assert_int_equal(atoi(t[i].cells[0]), 2 * i);
+        assert_int_equal(num(t[i].cells[0]), 2 * i);
     }
     free(t);
     fixture_free(f);
@@ -405,8 +415,8 @@ static void completes_200_queued_queries_once(void **state)
 static void reports_server_errors_and_keeps_going(void **state)
 {
     (void)state;
-    fixture_t *f = fixture_new(cluster.url, 2);
-    tq_t err, open_tx, after[3];
+    sg_test_fixture_t *f = fixture_new(cluster.url, 2);
+    sg_test_query_t err, open_tx, after[4];
     start(f->pool, &err, 5000, "SELECT 1 / 0", 0, NULL, NULL);
     start(f->pool, &open_tx, 5000, "BEGIN", 0, NULL, NULL); /* leaves a transaction open */
     assert_true(run_until(f->loop, &done, 2, 10000));
@@ -414,13 +424,14 @@ static void reports_server_errors_and_keeps_going(void **state)
     assert_non_null(strstr(err.error, "division by zero"));
     assert_string_equal(err.sqlstate, "22012");
     assert_int_equal(open_tx.status, SG_OK);
-    for (int i = 0; i < 3; i++) {
-        start(f->pool, &after[i], 5000, "SELECT now() = statement_timestamp()", 0, NULL, NULL);
+    /* SAVEPOINT succeeds only inside a transaction block: none is left open */
+    for (int i = 0; i < 4; i++) {
+        start(f->pool, &after[i], 5000, "SAVEPOINT sp", 0, NULL, NULL);
     }
-    assert_true(run_until(f->loop, &done, 5, 10000));
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(after[i].status, SG_OK);
-        assert_string_equal(after[i].cells[0], "t"); /* not inside the BEGIN */
+    assert_true(run_until(f->loop, &done, 6, 10000));
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(after[i].status, SG_EBACKEND);
+        assert_string_equal(after[i].sqlstate, "25P01"); /* no_active_sql_transaction */
     }
     assert_true(run_until_connected(f->loop, f->pool, 2, 10000));
     fixture_free(f);
@@ -429,9 +440,9 @@ static void reports_server_errors_and_keeps_going(void **state)
 static void times_out_then_keeps_working(void **state)
 {
     (void)state;
-    fixture_t *f = fixture_new(cluster.url, 2);
+    sg_test_fixture_t *f = fixture_new(cluster.url, 2);
     assert_true(run_until_connected(f->loop, f->pool, 2, 10000));
-    tq_t slow, next;
+    sg_test_query_t slow, next;
     uint64_t t0 = sg_clock_now_ms();
     start(f->pool, &slow, 200, "SELECT pg_sleep(2)", 0, NULL, NULL);
     assert_true(run_until(f->loop, &done, 1, 5000));
@@ -455,8 +466,8 @@ static void fails_closed_without_server_and_hides_password(void **state)
     snprintf(url, sizeof(url), "postgresql://postgres:s3cretPW@127.0.0.1:%d/sentinel", free_port());
     snprintf(log_path, sizeof(log_path), "%s/stderr.log", cluster.dir);
     int saved = capture_begin(log_path);
-    fixture_t *f = fixture_new(url, 2);
-    tq_t t;
+    sg_test_fixture_t *f = fixture_new(url, 2);
+    sg_test_query_t t;
     start(f->pool, &t, 300, "SELECT 1", 0, NULL, NULL);
     bool finished = run_until(f->loop, &done, 1, 5000);
     fixture_free(f);
@@ -474,8 +485,8 @@ static void routes_server_notices_to_the_log(void **state)
     char log_path[128], log[8192];
     snprintf(log_path, sizeof(log_path), "%s/notice.log", cluster.dir);
     int saved = capture_begin(log_path);
-    fixture_t *f = fixture_new(cluster.url, 1);
-    tq_t t;
+    sg_test_fixture_t *f = fixture_new(cluster.url, 1);
+    sg_test_query_t t;
     start(f->pool, &t, 5000, "DO $$ BEGIN RAISE WARNING 'sg-notice-%', 7; END $$", 0, NULL, NULL);
     bool finished = run_until(f->loop, &done, 1, 10000);
     fixture_free(f);
@@ -490,11 +501,10 @@ static void routes_server_notices_to_the_log(void **state)
 static void survives_server_restart(void **state)
 {
     (void)state;
-    fixture_t *f = fixture_new(cluster.url, 4);
+    sg_test_fixture_t *f = fixture_new(cluster.url, 4);
     assert_true(run_until_connected(f->loop, f->pool, 4, 10000));
-    enum { N = 50 };
-    tq_t t[N];
-    for (int i = 0; i < N; i++) {
+    sg_test_query_t t[NINFLIGHT];
+    for (int i = 0; i < NINFLIGHT; i++) {
         char arg[16];
         snprintf(arg, sizeof(arg), "%d", i);
         const char *p[] = { arg };
@@ -510,68 +520,67 @@ static void survives_server_restart(void **state)
     }
     int status = -1;
     uint64_t end = sg_clock_now_ms() + 60000;
-    while ((done < N || status == -1) && sg_clock_now_ms() < end) {
+    while ((done < NINFLIGHT || status == -1) && sg_clock_now_ms() < end) {
         sg_loop_run_once(f->loop, 10);
         if (status == -1 && waitpid(pid, &status, WNOHANG) == 0) {
             status = -1;
         }
     }
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    assert_int_equal(done, N);
+    assert_int_equal(done, NINFLIGHT);
     int failed = 0;
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < NINFLIGHT; i++) {
         assert_int_equal(t[i].calls, 1);
         failed += t[i].status != SG_OK;
         if (t[i].status == SG_OK) {
-            assert_int_equal(atoi(t[i].cells[0]), i);
+            assert_int_equal(num(t[i].cells[0]), i);
         }
     }
-    assert_true(failed >= 1 && failed < N); /* the running ones broke, the queued ones waited */
+    assert_true(failed >= 1 &&
+                failed < NINFLIGHT); /* the running ones broke, the queued ones waited */
     assert_true(run_until_connected(f->loop, f->pool, 4, 15000));
-    tq_t after[8];
+    sg_test_query_t after[8];
     for (int i = 0; i < 8; i++) {
         start(f->pool, &after[i], 5000, "SELECT 'back'", 0, NULL, NULL);
     }
-    assert_true(run_until(f->loop, &done, N + 8, 10000));
+    assert_true(run_until(f->loop, &done, NINFLIGHT + 8, 10000));
     for (int i = 0; i < 8; i++) {
         assert_int_equal(after[i].status, SG_OK);
     }
     fixture_free(f);
 }
 
-static tq_t late_query;
+static sg_test_query_t late_query;
+static sg_pg_t *freed_pool;
 
+/* Canceled by sg_pg_free: starts one more query on the pool being freed. */
 static void on_canceled_restart(sg_pg_query_t *q, int status, const PGresult *res)
 {
     on_tq(q, status, res);
-    if (late_query.calls == 0 && late_query.q.cb == NULL) { /* once: start one more while freeing */
-        late_query.q.cb = on_tq;
-        sg_pg_query_start(late_query.q._pool != NULL ? late_query.q._pool : q->_pool,
-                &late_query.q, 5000, "SELECT 1", 0, NULL, NULL, on_tq);
-    }
+    sg_pg_query_start(freed_pool, &late_query.q, 5000, "SELECT 1", 0, NULL, NULL, on_tq);
 }
 
 static void cancels_everything_once_on_free(void **state)
 {
     (void)state;
-    fixture_t *f = fixture_new(cluster.url, 1);
+    sg_test_fixture_t *f = fixture_new(cluster.url, 1);
     assert_true(run_until_connected(f->loop, f->pool, 1, 10000));
-    enum { N = 6 };
-    tq_t t[N];
+    sg_test_query_t t[NPENDING];
     memset(&late_query, 0, sizeof(late_query));
-    for (int i = 0; i < N; i++) {
+    freed_pool = f->pool;
+    for (int i = 0; i < NPENDING; i++) {
         memset(&t[i], 0, sizeof(t[i]));
         in_start = true;
         sg_pg_query_start(f->pool, &t[i].q, 10000, "SELECT pg_sleep(5)", 0, NULL, NULL,
-                i == 0 ? on_canceled_restart : on_tq);
+                          i == 0 ? on_canceled_restart : on_tq);
         in_start = false;
     }
     run_for(f->loop, 100);
     assert_int_equal(done, 0);
     sg_pg_free(f->pool);
     f->pool = NULL;
-    assert_int_equal(done, N + 1);
-    for (int i = 0; i < N; i++) {
+    assert_int_equal(done, NPENDING + 1);
+    for (int i = 0; i < NPENDING; i++) {
         assert_int_equal(t[i].calls, 1);
         assert_int_equal(t[i].status, SG_ECANCELED);
     }

@@ -342,26 +342,39 @@ static void roundtrip(sg_loop_t *loop, sg_redis_t *r, tcmd_t *t, const char *fmt
     assert_false(t->inside);
 }
 
-/* stderr into a file, so tests can read what was logged */
+/*
+ * stderr into a file, so tests can read what was logged. A failed assertion
+ * leaves the capture on; the tests' teardown ends it, so later output is not
+ * swallowed. If the process dies meanwhile, the path printed first has it.
+ */
 typedef struct capture {
+    bool active;
     int saved;
     char path[64];
 } capture_t;
 
-static void capture_start(capture_t *c)
+static capture_t g_capture;
+
+static void capture_start(void)
 {
+    capture_t *c = &g_capture;
     snprintf(c->path, sizeof(c->path), "/tmp/test_redis_log_XXXXXX");
     int fd = mkstemp(c->path);
     assert_true(fd >= 0);
+    fprintf(stderr, "(stderr captured in %s)\n", c->path);
     fflush(stderr);
     c->saved = dup(STDERR_FILENO);
     dup2(fd, STDERR_FILENO);
     close(fd);
+    c->active = true;
 }
 
-/* Restores stderr; returns what was written (caller frees). */
-static char *capture_end(capture_t *c)
+/* Restores stderr and echoes what was written; returns it (caller frees). */
+static char *capture_end(void)
 {
+    capture_t *c = &g_capture;
+    assert_true(c->active);
+    c->active = false;
     fflush(stderr);
     dup2(c->saved, STDERR_FILENO);
     close(c->saved);
@@ -373,8 +386,17 @@ static char *capture_end(capture_t *c)
     text[n] = '\0';
     fclose(f);
     unlink(c->path);
-    fprintf(stderr, "%s", text); /* keep it visible in the test output */
+    fprintf(stderr, "%s", text);
     return text;
+}
+
+static int end_capture(void **state)
+{
+    (void)state;
+    if (g_capture.active) {
+        free(capture_end());
+    }
+    return 0;
 }
 
 /* ---- URL parsing --------------------------------------------------------- */
@@ -460,10 +482,9 @@ static void set_get_round_trip_is_binary_safe(void **state)
     (void)state;
     static const char key[] = "sg:test:bin\0key\r\n";
     static const char value[] = "val\0ue\r\n$3\r\n*1\r\nsg-value-secret";
-    capture_t cap;
     tcmd_t set = { 0 }, get = { 0 }, fmt_get = { 0 };
     sg_loop_t *loop = sg_loop_new();
-    capture_start(&cap);
+    capture_start();
     sg_redis_t *r = connected_client(loop, g_main.port);
 
     const char *set_argv[] = { "SET", key, value };
@@ -477,7 +498,7 @@ static void set_get_round_trip_is_binary_safe(void **state)
     bool done = run_until(loop, is_done, &fmt_get, WAIT_MS);
     sg_redis_free(r);
     sg_loop_free(loop);
-    char *log = capture_end(&cap);
+    char *log = capture_end();
 
     assert_true(done);
     assert_int_equal(set.calls, 1);
@@ -835,25 +856,19 @@ static void auth_and_select_with_requirepass(void **state)
 {
     (void)state;
     server_t s;
-    capture_t cap;
     tcmd_t set, get2, get0;
     states_t sub = { 0 };
     inbox_t in = { 0 };
     server_start(&s, free_port(), PASSWORD);
     sg_loop_t *loop = sg_loop_new();
-    capture_start(&cap);
+    capture_start();
     sg_redis_t *db2 = client_new(loop, s.port, PASSWORD, 2);
     sg_redis_t *db0 = client_new(loop, s.port, PASSWORD, 0);
     bool up = run_until(loop, is_connected, db2, WAIT_MS) &&
               run_until(loop, is_connected, db0, WAIT_MS);
     sg_redis_set_sub_state_cb(db2, on_state, &sub);
     sg_redis_subscribe(db2, "sg:events", on_message, &in);
-    char *log = NULL;
-    if (!up) {
-        log = capture_end(&cap);
-        free(log);
-        fail_msg("clients with the right password did not connect");
-    }
+    assert_true(up);
     roundtrip(loop, db2, &set, "SET sg:test:auth %s", "in-db-2");
     roundtrip(loop, db2, &get2, "GET %s", "sg:test:auth");
     roundtrip(loop, db0, &get0, "GET %s", "sg:test:auth");
@@ -862,7 +877,7 @@ static void auth_and_select_with_requirepass(void **state)
     sg_redis_free(db2);
     sg_redis_free(db0);
     sg_loop_free(loop);
-    log = capture_end(&cap);
+    char *log = capture_end();
     assert_memory_equal(get2.str, "in-db-2", 7);
     assert_int_equal(get0.type, REDIS_REPLY_NIL); /* SELECT 2 happened on db2 only */
     assert_int_equal(sub.ups, 1);
@@ -875,13 +890,12 @@ static void wrong_password_keeps_retrying_and_never_logs_it(void **state)
 {
     (void)state;
     server_t s;
-    capture_t cap;
     states_t cmd = { 0 }, sub = { 0 };
     tcmd_t t = { 0 };
     inbox_t in = { 0 };
     server_start(&s, free_port(), PASSWORD);
     sg_loop_t *loop = sg_loop_new();
-    capture_start(&cap);
+    capture_start();
     sg_redis_t *r = client_new(loop, s.port, WRONG_PW, 1);
     sg_redis_set_state_cb(r, on_state, &cmd);
     sg_redis_set_sub_state_cb(r, on_state, &sub);
@@ -894,7 +908,7 @@ static void wrong_password_keeps_retrying_and_never_logs_it(void **state)
     bool done = run_until(loop, is_done, &t, WAIT_MS);
     sg_redis_free(r);
     sg_loop_free(loop);
-    char *log = capture_end(&cap);
+    char *log = capture_end();
 
     assert_false(connected);
     assert_int_equal(cmd.ups, 0);
@@ -914,7 +928,6 @@ static void handshake_deadline_against_a_silent_server(void **state)
     (void)state;
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t len = sizeof(sa);
-    capture_t cap;
     states_t st = { 0 };
     /* accepts TCP connections (kernel backlog) but never answers */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -926,14 +939,14 @@ static void handshake_deadline_against_a_silent_server(void **state)
     opts.connect_timeout_ms = 200;
     sg_redis_url_t url = { .host = "127.0.0.1", .port = ntohs(sa.sin_port) };
     sg_loop_t *loop = sg_loop_new();
-    capture_start(&cap);
+    capture_start();
     sg_redis_t *r = sg_redis_new(loop, &url, &opts);
     sg_redis_set_state_cb(r, on_state, &st);
     run_for(loop, 700);
     bool connected = sg_redis_is_connected(r);
     sg_redis_free(r);
     sg_loop_free(loop);
-    char *log = capture_end(&cap);
+    char *log = capture_end();
     close(fd);
     assert_false(connected);
     assert_int_equal(st.ups, 0);
@@ -946,7 +959,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parses_valid_urls),
         cmocka_unit_test(rejects_bad_urls_without_leaking_the_password),
-        cmocka_unit_test(set_get_round_trip_is_binary_safe),
+        cmocka_unit_test_teardown(set_get_round_trip_is_binary_safe, end_capture),
         cmocka_unit_test(pipelines_1000_commands_each_completing_once_in_order),
         cmocka_unit_test(deadline_fires_once_and_the_late_reply_is_dropped),
         cmocka_unit_test(commands_while_down_fail_closed_on_a_later_turn),
@@ -955,9 +968,9 @@ int main(void)
         cmocka_unit_test(pubsub_delivers_and_resubscribes_after_a_restart),
         cmocka_unit_test(free_cancels_every_pending_command_once),
         cmocka_unit_test(free_from_inside_callbacks_is_safe),
-        cmocka_unit_test(auth_and_select_with_requirepass),
-        cmocka_unit_test(wrong_password_keeps_retrying_and_never_logs_it),
-        cmocka_unit_test(handshake_deadline_against_a_silent_server),
+        cmocka_unit_test_teardown(auth_and_select_with_requirepass, end_capture),
+        cmocka_unit_test_teardown(wrong_password_keeps_retrying_and_never_logs_it, end_capture),
+        cmocka_unit_test_teardown(handshake_deadline_against_a_silent_server, end_capture),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,0 +1,1046 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gateway/upstream_http: the Streamable HTTP transport against a real h2o server on
+ * 127.0.0.1 running on the same loop (io/http_server), plain and TLS. The server's routes
+ * play the upstream: a JSON answer with a session id, 202, an SSE stream cut in awkward
+ * places, 404 for an unknown session, 500, a slow answer, an SSE stream the client must
+ * resume with GET + Last-Event-ID. TLS certificates are made at test time with the
+ * openssl command-line tool. Every loop is bounded.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <netdb.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base/clock.h"
+#include "base/mem.h"
+#include "gateway/transport.h"
+#include "io/http_reply.h"
+#include "io/http_server.h"
+#include "io/loop.h"
+
+#define MAX_SEEN   32
+#define MAX_EVENTS 32
+#define FIELD      160
+
+/* ---- the upstream server -------------------------------------------------- */
+
+typedef struct seen {
+    char method[16];
+    char path[64];
+    char session[FIELD];
+    char auth[FIELD];
+    char version[FIELD];
+    char last_event_id[FIELD];
+    char accept[FIELD];
+    char content_type[FIELD];
+    char tls[32];
+} seen_t;
+
+typedef struct server {
+    sg_loop_t *loop;
+    sg_http_server_t *http;
+    int port;
+    char session[64]; /* the session the server currently knows */
+    seen_t seen[MAX_SEEN];
+    size_t nseen;
+    size_t slow_pending;
+} server_t;
+
+static void copy_field(char *dst, sg_str_t v)
+{
+    size_t n = v.ptr != NULL ? SG_MIN(v.len, (size_t)FIELD - 1) : 0;
+    if (n != 0) {
+        memcpy(dst, v.ptr, n);
+    }
+    dst[n] = '\0';
+}
+
+static seen_t *record(server_t *s, h2o_req_t *req)
+{
+    static seen_t overflow;
+    seen_t *e = s->nseen < MAX_SEEN ? &s->seen[s->nseen++] : &overflow;
+    memset(e, 0, sizeof(*e));
+    snprintf(e->method, sizeof(e->method), "%.*s", (int)req->method.len, req->method.base);
+    snprintf(e->path, sizeof(e->path), "%.*s", (int)req->path.len, req->path.base);
+    copy_field(e->session, sg_http_header(req, "mcp-session-id"));
+    copy_field(e->auth, sg_http_header(req, "authorization"));
+    copy_field(e->version, sg_http_header(req, "mcp-protocol-version"));
+    copy_field(e->last_event_id, sg_http_header(req, "last-event-id"));
+    copy_field(e->accept, sg_http_header(req, "accept"));
+    copy_field(e->content_type, sg_http_header(req, "content-type"));
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    const char *proto = sock != NULL ? h2o_socket_get_ssl_protocol_version(sock) : NULL;
+    snprintf(e->tls, sizeof(e->tls), "%s", proto != NULL ? proto : "");
+    return e;
+}
+
+static bool is_delete(const h2o_req_t *req)
+{
+    return h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE"));
+}
+
+/* JSON answers with a session: none sent -> issue ours; ours -> fine; another -> 404. */
+static int on_json(void *data, h2o_req_t *req)
+{
+    server_t *s = data;
+    seen_t *e = record(s, req);
+    if (e->session[0] != '\0' && strcmp(e->session, s->session) != 0) {
+        sg_http_reply_json(req, 404, SG_STR_LIT("{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{}}"));
+        return 0;
+    }
+    if (is_delete(req)) {
+        sg_http_reply(req, 204, NULL, SG_STR_NULL);
+        return 0;
+    }
+    if (e->session[0] == '\0') {
+        sg_http_add_header(req, "mcp-session-id", sg_str(s->session));
+    }
+    sg_http_reply_json(req, 200, SG_STR_LIT("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}"));
+    return 0;
+}
+
+static int on_accepted(void *data, h2o_req_t *req)
+{
+    (void)record(data, req);
+    sg_http_reply(req, 202, NULL, SG_STR_NULL);
+    return 0;
+}
+
+static int on_empty(void *data, h2o_req_t *req)
+{
+    (void)record(data, req);
+    sg_http_reply(req, 200, NULL, SG_STR_NULL);
+    return 0;
+}
+
+static int on_err500(void *data, h2o_req_t *req)
+{
+    (void)record(data, req);
+    sg_http_reply_json(req, 500, SG_STR_LIT("{\"secret\":\"never logged\"}"));
+    return 0;
+}
+
+static int on_html(void *data, h2o_req_t *req)
+{
+    (void)record(data, req);
+    sg_http_reply(req, 200, "text/html", SG_STR_LIT("<p>hi</p>"));
+    return 0;
+}
+
+/* Answers after SLOW_MS, well past the client's io timeout. */
+#define SLOW_MS    600
+#define IO_TIMEOUT 200
+
+typedef struct slow {
+    sg_timer_t timer;
+    h2o_req_t *req;
+    server_t *server;
+} slow_t;
+
+static void on_slow_timer(sg_timer_t *tm)
+{
+    slow_t *sl = SG_CONTAINER_OF(tm, slow_t, timer);
+    sl->server->slow_pending--;
+    sg_http_reply_json(sl->req, 200, SG_STR_LIT("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}"));
+}
+
+static int on_slow(void *data, h2o_req_t *req)
+{
+    server_t *s = data;
+    (void)record(s, req);
+    slow_t *sl = h2o_mem_alloc_pool(&req->pool, sizeof(*sl));
+    memset(sl, 0, sizeof(*sl));
+    sl->req = req;
+    sl->server = s;
+    s->slow_pending++;
+    sg_timer_start(s->loop, &sl->timer, SLOW_MS, on_slow_timer);
+    return 0;
+}
+
+/* ---- streamed SSE answers -------------------------------------------------- */
+
+typedef struct sse_gen {
+    h2o_generator_t super;
+    h2o_req_t *req;
+    server_t *server;
+    const char *const *chunks;
+    size_t next;
+    bool sending;
+    bool stopped;
+    sg_timer_t timer;
+} sse_gen_t;
+
+static void on_gen_timer(sg_timer_t *tm);
+
+static void gen_proceed(h2o_generator_t *self, h2o_req_t *req)
+{
+    (void)req;
+    ((sse_gen_t *)self)->sending = false;
+}
+
+static void gen_stop(h2o_generator_t *self, h2o_req_t *req)
+{
+    (void)req;
+    sse_gen_t *g = (sse_gen_t *)self;
+    g->stopped = true;
+    sg_timer_stop(&g->timer);
+}
+
+static void gen_dispose(void *p)
+{
+    sg_timer_stop(&((sse_gen_t *)p)->timer);
+}
+
+/* One chunk every 20 ms; the last one ends the response. */
+static void on_gen_timer(sg_timer_t *tm)
+{
+    sse_gen_t *g = SG_CONTAINER_OF(tm, sse_gen_t, timer);
+    if (g->stopped) {
+        return;
+    }
+    if (g->sending) {
+        sg_timer_start(g->server->loop, &g->timer, 20, on_gen_timer);
+        return;
+    }
+    const char *chunk = g->chunks[g->next++];
+    bool last = g->chunks[g->next] == NULL;
+    h2o_iovec_t buf = h2o_iovec_init(chunk, strlen(chunk));
+    g->sending = true;
+    if (!last) {
+        sg_timer_start(g->server->loop, &g->timer, 20, on_gen_timer);
+    }
+    h2o_send(g->req, &buf, 1, last ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void start_sse(server_t *s, h2o_req_t *req, const char *const *chunks)
+{
+    sse_gen_t *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), gen_dispose);
+    memset(g, 0, sizeof(*g));
+    g->super.proceed = gen_proceed;
+    g->super.stop = gen_stop;
+    g->req = req;
+    g->server = s;
+    g->chunks = chunks;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("text/event-stream"));
+    h2o_start_response(req, &g->super);
+    sg_timer_start(s->loop, &g->timer, 20, on_gen_timer);
+}
+
+#define NOTE1 \
+    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}"
+#define NOTE2    "{\"jsonrpc\":\"2.0\",\n\"method\":\"notifications/message\"}"
+#define RESPONSE "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"ok\":true}}"
+
+/* Comments, CRLF, CR alone, a CR/LF pair split across chunks, a priming event, a multi-line
+ * data field, an event of another type, no space after the colon. */
+static const char *const sse_chunks[] = {
+    ": keep-alive\r\n\r\n",
+    "event: message\r\ndata: " NOTE1 "\r\n\r\n",
+    "id: e1\rretry: 5000\rdata:\r\r",
+    "data: {\"jsonrpc\":\"2.0\",\r",
+    "\ndata: \"method\":\"notifications/message\"}\n\n",
+    "event: ping\ndata: ignored\n\n",
+    "data:" RESPONSE "\n\n",
+    NULL,
+};
+
+static int on_sse(void *data, h2o_req_t *req)
+{
+    (void)record(data, req);
+    start_sse(data, req, sse_chunks);
+    return 0;
+}
+
+/* 2025-11-25 polling: the POST stream ends after a notification; the GET resumes it. */
+static const char *const resume_post_chunks[] = {
+    "id: r0\nretry: 30\ndata:\n\n",
+    "id: r1\ndata: " NOTE1 "\n\n",
+    "",
+    NULL,
+};
+static const char *const resume_get_chunks[] = {
+    "id: r2\ndata: " RESPONSE "\n\n",
+    "",
+    NULL,
+};
+static const char *const noresp_chunks[] = {
+    "data: " NOTE1 "\n\n",
+    "",
+    NULL,
+};
+
+static int on_resume(void *data, h2o_req_t *req)
+{
+    seen_t *e = record(data, req);
+    bool is_get = strcmp(e->method, "GET") == 0;
+    if (is_get && strcmp(e->last_event_id, "r1") != 0) {
+        sg_http_reply(req, 400, NULL, SG_STR_NULL);
+        return 0;
+    }
+    start_sse(data, req, is_get ? resume_get_chunks : resume_post_chunks);
+    return 0;
+}
+
+static int on_noresp(void *data, h2o_req_t *req)
+{
+    (void)record(data, req);
+    start_sse(data, req, noresp_chunks);
+    return 0;
+}
+
+static void server_start(server_t *s, sg_loop_t *loop, const char *cert, const char *key)
+{
+    memset(s, 0, sizeof(*s));
+    s->loop = loop;
+    snprintf(s->session, sizeof(s->session), "sess-1");
+    sg_http_server_options_t opts = { .max_body = 1 << 20 };
+    s->http = sg_http_server_new(loop, &opts);
+    sg_http_server_route(s->http, "/json", on_json, s);
+    sg_http_server_route(s->http, "/accepted", on_accepted, s);
+    sg_http_server_route(s->http, "/empty", on_empty, s);
+    sg_http_server_route(s->http, "/err500", on_err500, s);
+    sg_http_server_route(s->http, "/html", on_html, s);
+    sg_http_server_route(s->http, "/slow", on_slow, s);
+    sg_http_server_route(s->http, "/sse", on_sse, s);
+    sg_http_server_route(s->http, "/resume", on_resume, s);
+    sg_http_server_route(s->http, "/noresp", on_noresp, s);
+    sg_error_t err;
+    assert_int_equal(sg_http_server_listen(s->http, "127.0.0.1", 0, cert, key, &err), SG_OK);
+    s->port = sg_http_server_port(s->http);
+}
+
+/* ---- the transport's owner -------------------------------------------------- */
+
+typedef enum what { EV_READY = 1, EV_MESSAGE, EV_DONE, EV_DOWN } what_t;
+
+typedef struct event {
+    what_t what;
+    void *origin;
+    int status;
+    char *json;
+} event_t;
+
+typedef struct fixture {
+    sg_loop_t *loop;
+    server_t server;
+    sg_transport_t *t;
+    event_t ev[MAX_EVENTS];
+    size_t nev;
+    bool free_on_message;   /* free the transport inside the first on_message */
+    bool forget_on_message; /* forget the origin inside the first on_message */
+    bool stop_on_message;   /* stop inside the first on_message */
+    char *tmpdir;           /* TLS material */
+} fixture_t;
+
+static void push(fixture_t *f, what_t what, void *origin, int status, sg_str_t json)
+{
+    assert_true(f->nev < MAX_EVENTS);
+    event_t *e = &f->ev[f->nev++];
+    e->what = what;
+    e->origin = origin;
+    e->status = status;
+    e->json = json.ptr != NULL ? sg_xstrdup_str(json) : NULL;
+}
+
+static void ev_ready(void *owner)
+{
+    push(owner, EV_READY, NULL, 0, SG_STR_NULL);
+}
+
+static void ev_message(void *owner, sg_str_t json, void *origin)
+{
+    fixture_t *f = owner;
+    push(f, EV_MESSAGE, origin, 0, json);
+    if (f->free_on_message) {
+        f->free_on_message = false;
+        f->t->ops->free(f->t);
+        f->t = NULL;
+    } else if (f->forget_on_message) {
+        f->forget_on_message = false;
+        f->t->ops->forget(f->t, origin);
+    } else if (f->stop_on_message) {
+        f->stop_on_message = false;
+        f->t->ops->stop(f->t);
+    }
+}
+
+static void ev_done(void *owner, void *origin, int status)
+{
+    push(owner, EV_DONE, origin, status, SG_STR_NULL);
+}
+
+static void ev_down(void *owner, const char *reason)
+{
+    push(owner, EV_DOWN, NULL, 0, sg_str(reason));
+}
+
+static const sg_transport_events_t events = {
+    .on_ready = ev_ready,
+    .on_message = ev_message,
+    .on_origin_done = ev_done,
+    .on_down = ev_down,
+};
+
+static size_t count(const fixture_t *f, what_t what)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->nev; i++) {
+        n += f->ev[i].what == what;
+    }
+    return n;
+}
+
+static const event_t *nth(const fixture_t *f, what_t what, size_t k)
+{
+    for (size_t i = 0; i < f->nev; i++) {
+        if (f->ev[i].what == what && k-- == 0) {
+            return &f->ev[i];
+        }
+    }
+    fail_msg("no event %d #%zu", what, k);
+    return NULL;
+}
+
+static void run_for(fixture_t *f, uint64_t ms)
+{
+    uint64_t until = sg_clock_now_ms() + ms;
+    while (sg_clock_now_ms() < until) {
+        sg_loop_run_once(f->loop, 10);
+    }
+}
+
+/* Runs the loop until `n` events of kind `what` arrived (at most 5 s). */
+static void run_until(fixture_t *f, what_t what, size_t n)
+{
+    uint64_t until = sg_clock_now_ms() + 5000;
+    while (count(f, what) < n && sg_clock_now_ms() < until) {
+        sg_loop_run_once(f->loop, 10);
+    }
+    assert_int_equal(count(f, what), n);
+}
+
+static sg_transport_t *open_path(fixture_t *f, const char *scheme, const char *path,
+                                 const char *ca_file)
+{
+    static const char *const headers[] = { "Authorization: Bearer test-token", "X-Extra: 1" };
+    char url[128];
+    snprintf(url, sizeof(url), "%s://127.0.0.1:%d%s", scheme, f->server.port, path);
+    sg_http_spec_t spec = { .url = url,
+                            .headers = headers,
+                            .nheaders = 2,
+                            .io_timeout_ms = IO_TIMEOUT,
+                            .ca_file = ca_file };
+    f->t = sg_transport_http_new(f->loop, sg_http_server_context(f->server.http), &spec, &events, f,
+                                 "test/http");
+    assert_non_null(f->t);
+    assert_int_equal(f->t->ops->start(f->t), SG_OK);
+    assert_int_equal(count(f, EV_READY), 0); /* never inside start() */
+    run_until(f, EV_READY, 1);
+    return f->t;
+}
+
+static int send_text(fixture_t *f, const char *json, void *origin)
+{
+    return f->t->ops->send(f->t, sg_str(json), origin);
+}
+
+static int setup(void **state)
+{
+    fixture_t *f = sg_xcalloc(1, sizeof(*f));
+    f->loop = sg_loop_new();
+    f->tmpdir = *state; /* the group's TLS directory */
+    server_start(&f->server, f->loop, NULL, NULL);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    if (f->t != NULL) {
+        f->t->ops->free(f->t);
+    }
+    uint64_t until = sg_clock_now_ms() + 3000;
+    while ((f->server.slow_pending != 0 || sg_http_server_inflight(f->server.http) != 0) &&
+           sg_clock_now_ms() < until) {
+        sg_loop_run_once(f->loop, 10);
+    }
+    run_for(f, 50); /* let the server see the clients' FINs */
+    assert_int_equal(sg_http_server_inflight(f->server.http), 0);
+    sg_http_server_free(f->server.http);
+    for (size_t i = 0; i < f->nev; i++) {
+        free(f->ev[i].json);
+    }
+    sg_loop_free(f->loop);
+    *state = f->tmpdir;
+    free(f);
+    return 0;
+}
+
+static const char origin_a[] = "a";
+static const char origin_b[] = "b";
+#define A ((void *)origin_a)
+#define B ((void *)origin_b)
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void json_answer_is_one_message_then_done(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/json", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}", A),
+                     SG_OK);
+    assert_int_equal(count(f, EV_DONE), 0);
+    run_until(f, EV_DONE, 1);
+    assert_int_equal(count(f, EV_MESSAGE), 1);
+    const event_t *m = nth(f, EV_MESSAGE, 0);
+    assert_ptr_equal(m->origin, A);
+    assert_string_equal(m->json, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}");
+    assert_ptr_equal(nth(f, EV_DONE, 0)->origin, A);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_OK);
+    assert_true(m < nth(f, EV_DONE, 0));
+    const seen_t *e = &f->server.seen[0];
+    assert_string_equal(e->method, "POST");
+    assert_string_equal(e->content_type, "application/json");
+    assert_string_equal(e->accept, "application/json, text/event-stream");
+    assert_string_equal(e->auth, "Bearer test-token");
+    assert_string_equal(e->session, "");
+    assert_string_equal(e->version, "");
+}
+
+static void accepted_is_done_without_message(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/accepted", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}", A),
+                     SG_OK);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/y\"}", NULL),
+                     SG_OK);
+    run_until(f, EV_DONE, 1);
+    run_for(f, 50);
+    assert_int_equal(f->server.nseen, 2);
+    assert_int_equal(count(f, EV_DONE), 1); /* none for the NULL origin */
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_OK);
+    assert_int_equal(count(f, EV_MESSAGE), 0);
+}
+
+static void empty_200_is_done_without_message(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/empty", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}", A),
+                     SG_OK);
+    run_until(f, EV_DONE, 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_OK);
+    assert_int_equal(count(f, EV_MESSAGE), 0);
+}
+
+static void sse_events_arrive_in_order_then_done(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/sse", NULL);
+    uint64_t t0 = sg_clock_now_ms();
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"}", A),
+                     SG_OK);
+    run_until(f, EV_DONE, 1);
+    assert_true(sg_clock_now_ms() - t0 >= 100); /* it really was streamed */
+    assert_int_equal(count(f, EV_MESSAGE), 3);
+    assert_string_equal(nth(f, EV_MESSAGE, 0)->json, NOTE1);
+    assert_string_equal(nth(f, EV_MESSAGE, 1)->json, NOTE2);
+    assert_string_equal(nth(f, EV_MESSAGE, 2)->json, RESPONSE);
+    for (size_t i = 0; i < 3; i++) {
+        assert_ptr_equal(nth(f, EV_MESSAGE, i)->origin, A);
+    }
+    assert_true(nth(f, EV_MESSAGE, 2) < nth(f, EV_DONE, 0));
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_OK);
+}
+
+static void concurrent_posts_are_attributed(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/sse", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\"}", A), SG_OK);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"b\"}", B), SG_OK);
+    run_until(f, EV_DONE, 2);
+    assert_int_equal(count(f, EV_MESSAGE), 6);
+    size_t na = 0;
+    for (size_t i = 0; i < 6; i++) {
+        na += nth(f, EV_MESSAGE, i)->origin == A;
+    }
+    assert_int_equal(na, 3);
+}
+
+static void session_id_and_version_are_sent_after_initialize(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/json", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}", A),
+                     SG_OK);
+    run_until(f, EV_DONE, 1);
+    sg_transport_http_set_version(f->t, "2025-11-25");
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}", B),
+                     SG_OK);
+    run_until(f, EV_DONE, 2);
+    assert_int_equal(nth(f, EV_DONE, 1)->status, SG_OK);
+    assert_int_equal(f->server.nseen, 2);
+    const seen_t *e = &f->server.seen[1];
+    assert_string_equal(e->session, "sess-1");
+    assert_string_equal(e->version, "2025-11-25");
+    assert_string_equal(e->auth, "Bearer test-token");
+}
+
+static void unknown_session_is_esession_and_forgotten(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/json", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}", A),
+                     SG_OK);
+    run_until(f, EV_DONE, 1);
+    snprintf(f->server.session, sizeof(f->server.session), "sess-2"); /* upstream restarted */
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}", B),
+                     SG_OK);
+    run_until(f, EV_DONE, 2);
+    assert_int_equal(nth(f, EV_DONE, 1)->status, SG_ESESSION);
+    assert_int_equal(count(f, EV_MESSAGE), 1); /* the 404 body is not a message */
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"initialize\"}", A),
+                     SG_OK);
+    run_until(f, EV_DONE, 3);
+    assert_int_equal(nth(f, EV_DONE, 2)->status, SG_OK);
+    assert_string_equal(f->server.seen[1].session, "sess-1");
+    assert_string_equal(f->server.seen[2].session, ""); /* forgotten */
+}
+
+static void status_500_is_eupstream(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/err500", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    run_until(f, EV_DONE, 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_EUPSTREAM);
+    assert_int_equal(count(f, EV_MESSAGE), 0);
+}
+
+static void unexpected_content_type_is_eupstream(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/html", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    run_until(f, EV_DONE, 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_EUPSTREAM);
+}
+
+static void slow_answer_times_out(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/slow", NULL);
+    uint64_t t0 = sg_clock_now_ms();
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    run_until(f, EV_DONE, 1);
+    uint64_t took = sg_clock_now_ms() - t0;
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_ETIMEDOUT);
+    assert_true(took >= IO_TIMEOUT - 20 && took < SLOW_MS);
+}
+
+static void connection_refused_is_eupstream(void **state)
+{
+    fixture_t *f = *state;
+    int port = f->server.port;
+    f->server.port = 1; /* nothing listens on port 1 */
+    open_path(f, "http", "/json", NULL);
+    f->server.port = port;
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    assert_int_equal(count(f, EV_DONE), 0); /* never inside send() */
+    run_until(f, EV_DONE, 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_EUPSTREAM);
+}
+
+static void forget_cancels_without_callback(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/slow", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"x\"}", B), SG_OK);
+    run_for(f, 30);
+    f->t->ops->forget(f->t, A);
+    run_until(f, EV_DONE, 1); /* B times out; A never reports */
+    run_for(f, IO_TIMEOUT);
+    assert_int_equal(count(f, EV_DONE), 1);
+    assert_ptr_equal(nth(f, EV_DONE, 0)->origin, B);
+}
+
+static void forget_inside_on_message_stops_the_stream(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/sse", NULL);
+    f->forget_on_message = true;
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    run_until(f, EV_MESSAGE, 1);
+    run_for(f, 250);
+    assert_int_equal(count(f, EV_MESSAGE), 1);
+    assert_int_equal(count(f, EV_DONE), 0);
+}
+
+static void free_inside_on_message_is_safe(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/sse", NULL);
+    f->free_on_message = true;
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"x\"}", B), SG_OK);
+    run_until(f, EV_MESSAGE, 1);
+    assert_null(f->t);
+    run_for(f, 250);
+    assert_int_equal(count(f, EV_MESSAGE), 1);
+    assert_int_equal(count(f, EV_DONE), 0);
+}
+
+static void stop_deletes_the_session_then_reports_down(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/json", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}", A),
+                     SG_OK);
+    run_until(f, EV_DONE, 1);
+    f->t->ops->stop(f->t);
+    assert_int_equal(send_text(f, "{}", B), SG_ECLOSED);
+    assert_int_equal(count(f, EV_DOWN), 0);
+    run_until(f, EV_DOWN, 1);
+    assert_string_equal(nth(f, EV_DOWN, 0)->json, "stopped");
+    assert_int_equal(f->server.nseen, 2);
+    assert_string_equal(f->server.seen[1].method, "DELETE");
+    assert_string_equal(f->server.seen[1].session, "sess-1");
+    assert_string_equal(f->server.seen[1].auth, "Bearer test-token");
+    assert_int_equal(send_text(f, "{}", B), SG_ECLOSED);
+    /* and it starts again, without a session */
+    assert_int_equal(f->t->ops->start(f->t), SG_OK);
+    run_until(f, EV_READY, 2);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"initialize\"}", B),
+                     SG_OK);
+    run_until(f, EV_DONE, 2);
+    assert_string_equal(f->server.seen[2].session, "");
+}
+
+static void stop_closes_requests_in_flight_before_down(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/slow", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    run_for(f, 30);
+    f->t->ops->stop(f->t);
+    f->t->ops->stop(f->t); /* idempotent */
+    run_until(f, EV_DOWN, 1);
+    assert_int_equal(count(f, EV_DONE), 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_ECLOSED);
+    assert_true(nth(f, EV_DONE, 0) < nth(f, EV_DOWN, 0));
+    assert_int_equal(f->server.nseen, 1); /* no session: no DELETE */
+}
+
+static void stop_inside_on_message(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/sse", NULL);
+    f->stop_on_message = true;
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    run_until(f, EV_DOWN, 1);
+    run_for(f, 200);
+    assert_int_equal(count(f, EV_MESSAGE), 1);
+    assert_int_equal(count(f, EV_DONE), 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_ECLOSED);
+}
+
+static void sse_stream_is_resumed_with_last_event_id(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/resume", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"}", A),
+                     SG_OK);
+    run_until(f, EV_DONE, 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_OK);
+    assert_int_equal(count(f, EV_MESSAGE), 2);
+    assert_string_equal(nth(f, EV_MESSAGE, 0)->json, NOTE1);
+    assert_string_equal(nth(f, EV_MESSAGE, 1)->json, RESPONSE);
+    assert_ptr_equal(nth(f, EV_MESSAGE, 1)->origin, A);
+    assert_int_equal(f->server.nseen, 2);
+    assert_string_equal(f->server.seen[1].method, "GET");
+    assert_string_equal(f->server.seen[1].last_event_id, "r1");
+    assert_string_equal(f->server.seen[1].accept, "text/event-stream");
+    assert_string_equal(f->server.seen[1].auth, "Bearer test-token");
+}
+
+static void sse_without_response_nor_ids_is_eupstream(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/noresp", NULL);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    run_until(f, EV_DONE, 1);
+    assert_int_equal(count(f, EV_MESSAGE), 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_EUPSTREAM);
+}
+
+static void rejects_bad_urls_and_headers(void **state)
+{
+    fixture_t *f = *state;
+    static const char *const bad_urls[] = { "ftp://127.0.0.1/mcp",
+                                            "http://",
+                                            "127.0.0.1:80/mcp",
+                                            "http://127.0.0.1/a b",
+                                            "http://127.0.0.1/a\r\nX: y",
+                                            "http://[unix:/tmp/s]/mcp",
+                                            "http://user:pw@127.0.0.1/mcp" };
+    h2o_context_t *ctx = sg_http_server_context(f->server.http);
+    for (size_t i = 0; i < SG_ARRAY_LEN(bad_urls); i++) {
+        sg_http_spec_t spec = { .url = bad_urls[i] };
+        assert_null(sg_transport_http_new(f->loop, ctx, &spec, &events, f, "bad"));
+    }
+    static const char *const bad_headers[][1] = { { "Content-Length: 5" },
+                                                  { "NoColon" },
+                                                  { "X-A: b\r\nX-B: c" },
+                                                  { "Mcp-Session-Id: forged" },
+                                                  { ": empty" } };
+    for (size_t i = 0; i < SG_ARRAY_LEN(bad_headers); i++) {
+        sg_http_spec_t spec = { .url = "http://127.0.0.1/mcp",
+                                .headers = bad_headers[i],
+                                .nheaders = 1 };
+        assert_null(sg_transport_http_new(f->loop, ctx, &spec, &events, f, "bad"));
+    }
+    sg_http_spec_t ok = { .url = "https://example.com:8443/mcp?x=1" };
+    sg_transport_t *t = sg_transport_http_new(f->loop, ctx, &ok, &events, f, "ok");
+    assert_non_null(t);
+    t->ops->free(t);
+    assert_int_equal(f->nev, 0);
+}
+
+/* ---- TLS -------------------------------------------------------------------- */
+
+static void tls_path(const fixture_t *f, char *out, size_t cap, const char *file)
+{
+    snprintf(out, cap, "%s/%s", f->tmpdir, file);
+}
+
+/* A TLS server with cert `name` (.pem/.key in the group directory) on a fresh loop. */
+static void restart_tls(fixture_t *f, const char *name)
+{
+    char cert[512], key[512], file[64];
+    snprintf(file, sizeof(file), "%s.pem", name);
+    tls_path(f, cert, sizeof(cert), file);
+    snprintf(file, sizeof(file), "%s.key", name);
+    tls_path(f, key, sizeof(key), file);
+    sg_http_server_free(f->server.http);
+    server_start(&f->server, f->loop, cert, key);
+}
+
+static void tls_name_mismatch_is_rejected(void **state)
+{
+    fixture_t *f = *state;
+    restart_tls(f, "foo"); /* SAN DNS:foo only */
+    char ca[512];
+    tls_path(f, ca, sizeof(ca), "ca.pem");
+    open_path(f, "https", "/json", ca);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}", A),
+                     SG_OK);
+    run_until(f, EV_DONE, 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_EUPSTREAM);
+    assert_int_equal(f->server.nseen, 0);
+}
+
+static void tls_ip_san_is_accepted_over_tls13(void **state)
+{
+    fixture_t *f = *state;
+    restart_tls(f, "ip"); /* SAN IP:127.0.0.1 */
+    char ca[512];
+    tls_path(f, ca, sizeof(ca), "ca.pem");
+    open_path(f, "https", "/sse", ca);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}", A),
+                     SG_OK);
+    run_until(f, EV_DONE, 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_OK);
+    assert_int_equal(count(f, EV_MESSAGE), 3);
+    assert_int_equal(f->server.nseen, 1);
+    assert_string_equal(f->server.seen[0].tls, "TLSv1.3");
+}
+
+static void tls_unknown_ca_is_rejected(void **state)
+{
+    fixture_t *f = *state;
+    restart_tls(f, "ip");
+    char other[512];
+    tls_path(f, other, sizeof(other), "other-ca.pem");
+    open_path(f, "https", "/json", other);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}", A),
+                     SG_OK);
+    run_until(f, EV_DONE, 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_EUPSTREAM);
+}
+
+/* True when h2o's resolver (AF_UNSPEC, AI_ADDRCONFIG) can only pick 127.0.0.1 for localhost. */
+static bool localhost_is_ipv4_only(void)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC,
+                              .ai_socktype = SOCK_STREAM,
+                              .ai_protocol = IPPROTO_TCP,
+                              .ai_flags = AI_ADDRCONFIG };
+    struct addrinfo *res = NULL;
+    if (getaddrinfo("localhost", "80", &hints, &res) != 0) {
+        return false;
+    }
+    bool only = true;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)ai->ai_addr;
+        only = only && ai->ai_family == AF_INET && sin->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+    }
+    freeaddrinfo(res);
+    return only;
+}
+
+/* A host name (resolved by h2o's getaddr threads) checked with X509_VERIFY_PARAM_set1_host. */
+static void tls_dns_name_is_checked(void **state)
+{
+    fixture_t *f = *state;
+    if (!localhost_is_ipv4_only()) {
+        /* h2o picks a random address; the server only listens on 127.0.0.1 */
+        print_message("localhost is not only 127.0.0.1 here: test not applicable\n");
+        return;
+    }
+    restart_tls(f, "localhost"); /* SAN DNS:localhost */
+    char ca[512], url[128];
+    tls_path(f, ca, sizeof(ca), "ca.pem");
+    snprintf(url, sizeof(url), "https://localhost:%d/json", f->server.port);
+    sg_http_spec_t spec = { .url = url, .io_timeout_ms = 2000, .ca_file = ca };
+    f->t = sg_transport_http_new(f->loop, sg_http_server_context(f->server.http), &spec, &events, f,
+                                 "test/dns");
+    assert_non_null(f->t);
+    assert_int_equal(f->t->ops->start(f->t), SG_OK);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    run_until(f, EV_DONE, 1);
+    assert_int_equal(nth(f, EV_DONE, 0)->status, SG_OK);
+    f->t->ops->free(f->t);
+    f->t = NULL;
+    restart_tls(f, "foo"); /* SAN DNS:foo: the name localhost must not match */
+    snprintf(url, sizeof(url), "https://localhost:%d/json", f->server.port);
+    f->t = sg_transport_http_new(f->loop, sg_http_server_context(f->server.http), &spec, &events, f,
+                                 "test/dns");
+    assert_non_null(f->t);
+    assert_int_equal(f->t->ops->start(f->t), SG_OK);
+    assert_int_equal(send_text(f, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\"}", A), SG_OK);
+    run_until(f, EV_DONE, 2);
+    assert_int_equal(nth(f, EV_DONE, 1)->status, SG_EUPSTREAM);
+    assert_int_equal(f->server.nseen, 0);
+}
+
+static int sh(const char *dir, const char *cmd)
+{
+    char line[1024];
+    snprintf(line, sizeof(line), "cd '%s' && (%s) >/dev/null 2>&1", dir, cmd);
+    return system(line);
+}
+
+#define EC "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+
+static int make_certs(const char *dir)
+{
+    static const char *const cmds[] = {
+        "openssl req -x509 " EC " -keyout ca.key -out ca.pem -days 2 -subj /CN=sg-test-ca",
+        "openssl req -x509 " EC " -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=other",
+        "printf 'subjectAltName=DNS:foo\\n' > foo.ext",
+        "printf 'subjectAltName=IP:127.0.0.1\\n' > ip.ext",
+        "printf 'subjectAltName=DNS:localhost\\n' > localhost.ext",
+        "openssl req " EC " -keyout localhost.key -out localhost.csr -subj /CN=localhost",
+        "openssl x509 -req -in localhost.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+        "-extfile localhost.ext -out localhost.pem",
+        "openssl req " EC " -keyout foo.key -out foo.csr -subj /CN=foo",
+        "openssl req " EC " -keyout ip.key -out ip.csr -subj /CN=ip-test",
+        "openssl x509 -req -in foo.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+        "-extfile foo.ext -out foo.pem",
+        "openssl x509 -req -in ip.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+        "-extfile ip.ext -out ip.pem",
+    };
+    for (size_t i = 0; i < SG_ARRAY_LEN(cmds); i++) {
+        if (sh(dir, cmds[i]) != 0) {
+            fprintf(stderr, "failed: %s\n", cmds[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int group_setup(void **state)
+{
+    char tmpl[] = "/tmp/sg-upstream-http-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    if (dir == NULL || make_certs(dir) != 0) {
+        return -1;
+    }
+    *state = sg_xstrdup(dir);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    char *dir = *state;
+    if (dir != NULL) {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        (void)system(cmd);
+        free(dir);
+    }
+    return 0;
+}
+
+/*
+ * h2o 2.2.5 never frees the queue struct h2o_context_init allocates (evloop build of
+ * h2o_multithread_destroy_queue closes it but does not free it): 88 bytes per server.
+ */
+const char *__lsan_default_suppressions(void); /* NOLINT(bugprone-reserved-identifier) */
+const char *__lsan_default_suppressions(void)  /* NOLINT(bugprone-reserved-identifier) */
+{
+    return "leak:h2o_multithread_create_queue\n";
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* as the runtime does: peers that went away */
+    const struct CMUnitTest tests[] = {
+        T(json_answer_is_one_message_then_done),
+        T(accepted_is_done_without_message),
+        T(empty_200_is_done_without_message),
+        T(sse_events_arrive_in_order_then_done),
+        T(concurrent_posts_are_attributed),
+        T(session_id_and_version_are_sent_after_initialize),
+        T(unknown_session_is_esession_and_forgotten),
+        T(status_500_is_eupstream),
+        T(unexpected_content_type_is_eupstream),
+        T(slow_answer_times_out),
+        T(connection_refused_is_eupstream),
+        T(forget_cancels_without_callback),
+        T(forget_inside_on_message_stops_the_stream),
+        T(free_inside_on_message_is_safe),
+        T(stop_deletes_the_session_then_reports_down),
+        T(stop_closes_requests_in_flight_before_down),
+        T(stop_inside_on_message),
+        T(sse_stream_is_resumed_with_last_event_id),
+        T(sse_without_response_nor_ids_is_eupstream),
+        T(rejects_bad_urls_and_headers),
+        T(tls_name_mismatch_is_rejected),
+        T(tls_ip_san_is_accepted_over_tls13),
+        T(tls_unknown_ca_is_rejected),
+        T(tls_dns_name_is_checked),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
