@@ -195,9 +195,9 @@ typedef struct key_slot {
 
 /* The keys of one open object; the frame is reused by later objects at the same level. */
 typedef struct obj_keys {
-    sg_buf_t bytes;     /* the key bytes back to back */
-    key_slot_t *slots;  /* open addressing, linear probing */
-    size_t nslots;      /* a power of two, at least twice count */
+    sg_buf_t bytes;    /* the key bytes back to back */
+    key_slot_t *slots; /* open addressing, linear probing */
+    size_t nslots;     /* a power of two, at least twice count */
     size_t count;
 } obj_keys_t;
 
@@ -242,7 +242,7 @@ static uint64_t key_hash(const unsigned char *p, size_t len)
         seeded = true;
     }
     uint64_t v[4] = { k[0] ^ 0x736f6d6570736575ull, k[1] ^ 0x646f72616e646f6dull,
-        k[0] ^ 0x6c7967656e657261ull, k[1] ^ 0x7465646279746573ull };
+                      k[0] ^ 0x6c7967656e657261ull, k[1] ^ 0x7465646279746573ull };
     uint64_t m, last = (uint64_t)len << 56;
     size_t i = 0;
     for (; len - i >= 8; i += 8) {
@@ -294,7 +294,7 @@ static bool add_key(obj_keys_t *o, const unsigned char *key, size_t len)
     for (; o->slots[s].len1 != 0; s = (s + 1) & mask) {
         const key_slot_t *k = &o->slots[s];
         if (k->hash == h && k->len1 == len + 1 &&
-                (len == 0 || memcmp(o->bytes.data + k->off, key, len) == 0)) {
+            (len == 0 || memcmp(o->bytes.data + k->off, key, len) == 0)) {
             return false;
         }
     }
@@ -579,8 +579,8 @@ sg_str_t sg_json_trim(sg_str_t raw)
 sg_json_type_t sg_json_type(sg_str_t raw)
 {
     static const char firsts[] = "nft\"[{-0123456789";
-    static const sg_json_type_t types[] = { SG_JSON_NULL, SG_JSON_FALSE, SG_JSON_TRUE,
-        SG_JSON_STRING, SG_JSON_ARRAY, SG_JSON_OBJECT };
+    static const sg_json_type_t types[] = { SG_JSON_NULL,   SG_JSON_FALSE, SG_JSON_TRUE,
+                                            SG_JSON_STRING, SG_JSON_ARRAY, SG_JSON_OBJECT };
     raw = sg_json_trim(raw);
     const char *f = raw.len != 0 && raw.ptr[0] != '\0' ? strchr(firsts, raw.ptr[0]) : NULL;
     if (f == NULL) {

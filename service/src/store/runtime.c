@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/metrics.h"
+#include "io/child.h"
 #include "io/http_reply.h"
 #include "store/migrate.h"
 
@@ -97,6 +98,11 @@ void sg_runtime_free(sg_runtime_t *rt)
     sg_http_server_free(rt->http);
     sg_redis_free(rt->redis);
     sg_pg_free(rt->pg);
+    /* upstream processes stopped during shutdown are reaped before the loop goes */
+    size_t left = sg_child_reap_all(3000);
+    if (left > 0) {
+        SG_LOG_WARN(&log_ctx, "%zu upstream processes not reaped at exit", left);
+    }
     sg_loop_free(rt->loop);
     free(rt);
 }
