@@ -39,7 +39,8 @@ static size_t utf8_seq(const unsigned char *p, size_t avail, size_t *bad)
     size_t need;
     if (c < 0x80) {
         return 1;
-    } else if (c >= 0xC2 && c <= 0xDF) {
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
         need = 1;
     } else if (c >= 0xE0 && c <= 0xEF) {
         need = 2;
@@ -187,26 +188,26 @@ static int precheck(const char *text, size_t len, sg_error_t *err)
 
 /* ---- validation: duplicate keys ----------------------------------------- */
 
-typedef struct key_slot {
+struct key_slot {
     size_t off;  /* into obj_keys.bytes */
     size_t len1; /* key length + 1; 0 for an empty slot */
     uint64_t hash;
-} key_slot_t;
+};
 
 /* The keys of one open object; the frame is reused by later objects at the same level. */
-typedef struct obj_keys {
-    sg_buf_t bytes;    /* the key bytes back to back */
-    key_slot_t *slots; /* open addressing, linear probing */
-    size_t nslots;     /* a power of two, at least twice count */
+struct obj_keys {
+    sg_buf_t bytes;         /* the key bytes back to back */
+    struct key_slot *slots; /* open addressing, linear probing */
+    size_t nslots;          /* a power of two, at least twice count */
     size_t count;
-} obj_keys_t;
+};
 
-typedef struct validator {
+struct validator {
     size_t depth, max_depth;
     int rc; /* why a callback stopped the parse */
-    obj_keys_t *objs;
+    struct obj_keys *objs;
     size_t nobjs, capobjs;
-} validator_t;
+};
 
 #define SMALL_TABLE 8
 #define ROTL(x, b)  (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -265,26 +266,27 @@ static uint64_t key_hash(const unsigned char *p, size_t len)
 }
 
 /* Doubles the table (or makes the first one) and reinserts every key. */
-static void grow(obj_keys_t *o)
+static void grow(struct obj_keys *o)
 {
-    key_slot_t *old = o->slots;
+    struct key_slot *old = o->slots;
     size_t nold = o->nslots, n = nold != 0 ? nold * 2 : SMALL_TABLE;
     o->slots = sg_xcalloc(n, sizeof(*o->slots));
     o->nslots = n;
     for (size_t i = 0; i < nold; i++) {
+        if (old[i].len1 == 0) {
+            continue;
+        }
         size_t s = (size_t)old[i].hash & (n - 1);
-        while (old[i].len1 != 0 && o->slots[s].len1 != 0) {
+        while (o->slots[s].len1 != 0) {
             s = (s + 1) & (n - 1);
         }
-        if (old[i].len1 != 0) {
-            o->slots[s] = old[i];
-        }
+        o->slots[s] = old[i];
     }
     free(old);
 }
 
 /* Records a key of an open object; false when the object already has it. */
-static bool add_key(obj_keys_t *o, const unsigned char *key, size_t len)
+static bool add_key(struct obj_keys *o, const unsigned char *key, size_t len)
 {
     if (2 * (o->count + 1) > o->nslots) {
         grow(o);
@@ -292,19 +294,19 @@ static bool add_key(obj_keys_t *o, const unsigned char *key, size_t len)
     uint64_t h = key_hash(key, len);
     size_t mask = o->nslots - 1, s = (size_t)h & mask;
     for (; o->slots[s].len1 != 0; s = (s + 1) & mask) {
-        const key_slot_t *k = &o->slots[s];
+        const struct key_slot *k = &o->slots[s];
         if (k->hash == h && k->len1 == len + 1 &&
             (len == 0 || memcmp(o->bytes.data + k->off, key, len) == 0)) {
             return false;
         }
     }
-    o->slots[s] = (key_slot_t){ o->bytes.len, len + 1, h };
+    o->slots[s] = (struct key_slot){ o->bytes.len, len + 1, h };
     sg_buf_append(&o->bytes, key, len);
     o->count++;
     return true;
 }
 
-static void validator_dispose(validator_t *v)
+static void validator_dispose(struct validator *v)
 {
     for (size_t i = 0; i < v->capobjs; i++) {
         sg_buf_dispose(&v->objs[i].bytes);
@@ -315,7 +317,7 @@ static void validator_dispose(validator_t *v)
 
 /* ---- validation: yajl callbacks ------------------------------------------ */
 
-static int enter(validator_t *v)
+static int enter(struct validator *v)
 {
     if (++v->depth > v->max_depth) {
         v->rc = SG_EDEPTH;
@@ -326,7 +328,7 @@ static int enter(validator_t *v)
 
 static int on_start_map(void *ctx)
 {
-    validator_t *v = ctx;
+    struct validator *v = ctx;
     if (enter(v) == 0) {
         return 0;
     }
@@ -336,7 +338,7 @@ static int on_start_map(void *ctx)
         memset(v->objs + v->capobjs, 0, (cap - v->capobjs) * sizeof(*v->objs));
         v->capobjs = cap;
     }
-    obj_keys_t *o = &v->objs[v->nobjs++];
+    struct obj_keys *o = &v->objs[v->nobjs++];
     sg_buf_reset(&o->bytes);
     if (o->nslots > SMALL_TABLE) {
         free(o->slots); /* a big table is not cleared for every small sibling */
@@ -351,7 +353,7 @@ static int on_start_map(void *ctx)
 
 static int on_end_map(void *ctx)
 {
-    validator_t *v = ctx;
+    struct validator *v = ctx;
     v->nobjs--;
     v->depth--;
     return 1;
@@ -364,14 +366,14 @@ static int on_start_array(void *ctx)
 
 static int on_end_array(void *ctx)
 {
-    validator_t *v = ctx;
+    struct validator *v = ctx;
     v->depth--;
     return 1;
 }
 
 static int on_string(void *ctx, const unsigned char *s, size_t len)
 {
-    validator_t *v = ctx;
+    struct validator *v = ctx;
     if (len != 0 && memchr(s, '\0', len) != NULL) {
         v->rc = SG_ENULCHAR;
         return 0;
@@ -381,7 +383,7 @@ static int on_string(void *ctx, const unsigned char *s, size_t len)
 
 static int on_map_key(void *ctx, const unsigned char *key, size_t len)
 {
-    validator_t *v = ctx;
+    struct validator *v = ctx;
     if (on_string(ctx, key, len) == 0) {
         return 0;
     }
@@ -428,7 +430,7 @@ static void ya_free(void *ctx, void *p)
     free(p);
 }
 
-static int report(yajl_handle h, const validator_t *v, size_t offset, sg_error_t *err)
+static int report(yajl_handle h, const struct validator *v, size_t offset, sg_error_t *err)
 {
     switch (v->rc) {
     case SG_EDEPTH:
@@ -463,7 +465,7 @@ int sg_json_validate(const char *text, size_t len, size_t max_depth, sg_error_t 
     if (sg_json_trim(sg_str_n(text, len)).len == 0) {
         return sg_error_set(err, SG_EPARSE, "empty JSON text");
     }
-    validator_t v = { .max_depth = max_depth };
+    struct validator v = { .max_depth = max_depth };
     yajl_handle h = yajl_alloc(&callbacks, &alloc, &v);
     SG_BUG_ON(h == NULL);
     yajl_status st = yajl_parse(h, (const unsigned char *)text, len);

@@ -17,23 +17,23 @@
 /* ---- envelope rules ---------------------------------------------------- */
 
 /* The members we know, as raw spans; len 0 when absent. */
-typedef struct envelope {
+struct envelope {
     sg_str_t jsonrpc, id, method, params, result, error;
-} envelope_t;
+};
 
-static sg_str_t *member_slot(envelope_t *e, sg_str_t key_raw)
+static sg_str_t *member_slot(struct envelope *e, sg_str_t key_raw)
 {
     static const struct {
         const char *name;
         size_t len;
         size_t off;
     } members[] = {
-        { "jsonrpc", 7, offsetof(envelope_t, jsonrpc) },
-        { "id", 2, offsetof(envelope_t, id) },
-        { "method", 6, offsetof(envelope_t, method) },
-        { "params", 6, offsetof(envelope_t, params) },
-        { "result", 6, offsetof(envelope_t, result) },
-        { "error", 5, offsetof(envelope_t, error) },
+        { "jsonrpc", 7, offsetof(struct envelope, jsonrpc) },
+        { "id", 2, offsetof(struct envelope, id) },
+        { "method", 6, offsetof(struct envelope, method) },
+        { "params", 6, offsetof(struct envelope, params) },
+        { "result", 6, offsetof(struct envelope, result) },
+        { "error", 5, offsetof(struct envelope, error) },
     };
     sg_str_t plain;
     bool is_plain = sg_json_string_plain(key_raw, &plain);
@@ -49,12 +49,12 @@ static sg_str_t *member_slot(envelope_t *e, sg_str_t key_raw)
 }
 
 /* Returns NULL when obj is an object whose members were collected, else why not. */
-static const char *collect(sg_str_t obj, envelope_t *e)
+static const char *collect(sg_str_t obj, struct envelope *e)
 {
     sg_json_iter_t it = SG_JSON_ITER_INIT(obj);
     sg_str_t key, value;
     int rc;
-    *e = (envelope_t){ 0 };
+    *e = (struct envelope){ 0 };
     if (sg_json_type(obj) != SG_JSON_OBJECT) {
         return "message is not a JSON object";
     }
@@ -85,7 +85,7 @@ static const char *check_error_member(sg_str_t error)
 }
 
 /* Rules for a message without "method": exactly one of result and error. */
-static const char *classify_response(const envelope_t *e, sg_jsonrpc_kind_t *kind)
+static const char *classify_response(const struct envelope *e, sg_jsonrpc_kind_t *kind)
 {
     if (e->result.len != 0 && e->error.len != 0) {
         return "a response must not have both \"result\" and \"error\"";
@@ -111,7 +111,7 @@ static const char *classify_response(const envelope_t *e, sg_jsonrpc_kind_t *kin
 }
 
 /* Returns NULL and sets *kind when the envelope is valid JSON-RPC 2.0, else why not. */
-static const char *classify(const envelope_t *e, sg_jsonrpc_kind_t *kind)
+static const char *classify(const struct envelope *e, sg_jsonrpc_kind_t *kind)
 {
     sg_json_type_t t;
     if (e->jsonrpc.len == 0 || !sg_json_string_eq(e->jsonrpc, "2.0")) {
@@ -148,7 +148,7 @@ static const char *classify(const envelope_t *e, sg_jsonrpc_kind_t *kind)
 static int parse_msg(sg_str_t raw, sg_jsonrpc_msg_t *m, sg_buf_t *decoded, bool *escaped,
                      const char **why)
 {
-    envelope_t e;
+    struct envelope e;
     *escaped = false;
     *why = collect(raw, &e);
     if (*why == NULL) {

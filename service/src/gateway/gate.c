@@ -240,7 +240,7 @@ static void load_tenant(sg_gate_tenant_t *t)
 
 static void drop_tenant(sg_gate_t *gate, sg_gate_tenant_t *t)
 {
-    SG_LOG_INFO(&gate->log, "tenant %s removed", t->name);
+    SG_LOG_DEBUG(&gate->log, "tenant %s unloaded", t->name);
     size_t n = t->snap != NULL ? t->snap->nupstreams : 0;
     for (size_t i = 0; i < n; i++) {
         sg_upstream_free(t->ups[i]);
@@ -266,6 +266,7 @@ static void sweep_tenants(sg_gate_t *gate)
             pp = &t->next;
             continue;
         }
+        SG_LOG_INFO(&gate->log, "tenant %s removed from sg:tenants", t->name);
         drop_tenant(gate, t);
         if (t->loading) {
             /* its GET is in flight: keep the (now empty) entry until a later sweep */

@@ -87,7 +87,6 @@ static const sg_log_ctx_t log_ctx = { .component = "pg" };
 
 static void on_conn_io(sg_watch_t *w);
 static void on_conn_timer(sg_timer_t *t);
-static void conn_start(sg_pg_conn_t *c);
 static void pool_dispatch(sg_pg_t *pool);
 
 /* ---- small helpers ---- */
@@ -276,7 +275,7 @@ static void conn_set_state(sg_pg_conn_t *c, sg_pg_conn_state_t to)
 #undef BIT
     static const char *const names[] = { "broken", "connecting", "preparing", "idle", "busy" };
     SG_BUG_ON((allowed[c->state] & (1u << to)) == 0);
-    SG_LOG_TRACE(&log_ctx, "conn=%zu %s -> %s", c->index, names[c->state], names[to]);
+    SG_LOG_DEBUG(&log_ctx, "conn=%zu %s -> %s", c->index, names[c->state], names[to]);
     c->state = to;
     sg_pg_t *pool = c->pool;
     if (to == SG_PG_CONN_IDLE && !c->ready) {

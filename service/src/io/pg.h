@@ -71,6 +71,8 @@ int sg_pg_check_conninfo(const char *conninfo, sg_error_t *err) SG_MUSTCHECK;
  * caller; connecting starts at once and never gives up (a conninfo that does
  * not parse fails every attempt, logged). Logs name host, port and database
  * only, never the password. application_name defaults to "sentinel-gate".
+ * libpq resolves a host name synchronously when a connection starts (and on
+ * each reconnect): prefer an address or a name /etc/hosts answers.
  */
 sg_pg_t *sg_pg_new(sg_loop_t *loop, const char *conninfo, size_t nconns);
 /*

@@ -459,6 +459,23 @@ static void times_out_then_keeps_working(void **state)
     fixture_free(f);
 }
 
+static void times_out_while_queued(void **state)
+{
+    (void)state;
+    sg_test_fixture_t *f = fixture_new(cluster.url, 1);
+    assert_true(run_until_connected(f->loop, f->pool, 1, 10000));
+    sg_test_query_t busy, waiting;
+    start(f->pool, &busy, 5000, "SELECT pg_sleep(0.6)", 0, NULL, NULL);
+    start(f->pool, &waiting, 200, "SELECT 1", 0, NULL, NULL); /* never reaches the server */
+    assert_true(run_until(f->loop, &done, 1, 5000));
+    assert_int_equal(waiting.calls, 1);
+    assert_int_equal(waiting.status, SG_ETIMEDOUT); /* a connection is up, just busy */
+    assert_int_equal(busy.calls, 0);
+    assert_true(run_until(f->loop, &done, 2, 5000));
+    assert_int_equal(busy.status, SG_OK);
+    fixture_free(f);
+}
+
 static void fails_closed_without_server_and_hides_password(void **state)
 {
     (void)state;
@@ -476,6 +493,29 @@ static void fails_closed_without_server_and_hides_password(void **state)
     assert_int_equal(t.status, SG_ECLOSED);
     assert_non_null(strstr(log, "comp=pg"));
     assert_non_null(strstr(log, "127.0.0.1"));
+    assert_null(strstr(log, "s3cretPW"));
+}
+
+static void hides_password_of_unparsable_conninfo(void **state)
+{
+    (void)state;
+    static const char bad[] = "postgresql://postgres:s3cretPW@[::1/sentinel?x=y";
+    char log_path[128], log[8192];
+    sg_error_t err = { 0 };
+    assert_int_equal(sg_pg_check_conninfo(bad, &err), SG_ESETTING);
+    assert_null(strstr(err.msg, "s3cretPW"));
+    assert_int_equal(sg_pg_check_conninfo(cluster.url, &err), SG_OK);
+    snprintf(log_path, sizeof(log_path), "%s/unparsable.log", cluster.dir);
+    int saved = capture_begin(log_path);
+    sg_test_fixture_t *f = fixture_new(bad, 1);
+    sg_test_query_t t;
+    start(f->pool, &t, 200, "SELECT 1", 0, NULL, NULL);
+    bool finished = run_until(f->loop, &done, 1, 5000);
+    fixture_free(f);
+    capture_end(saved, log_path, log, sizeof(log));
+    assert_true(finished);
+    assert_int_equal(t.status, SG_ECLOSED);
+    assert_non_null(strstr(log, "does not parse"));
     assert_null(strstr(log, "s3cretPW"));
 }
 
@@ -598,7 +638,9 @@ int main(void)
         cmocka_unit_test(completes_200_queued_queries_once),
         cmocka_unit_test(reports_server_errors_and_keeps_going),
         cmocka_unit_test(times_out_then_keeps_working),
+        cmocka_unit_test(times_out_while_queued),
         cmocka_unit_test(fails_closed_without_server_and_hides_password),
+        cmocka_unit_test(hides_password_of_unparsable_conninfo),
         cmocka_unit_test(routes_server_notices_to_the_log),
         cmocka_unit_test(cancels_everything_once_on_free),
         cmocka_unit_test(survives_server_restart),

@@ -1001,16 +1001,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/*
- * h2o 2.2.5 never frees the queue struct h2o_context_init allocates (evloop build of
- * h2o_multithread_destroy_queue closes it but does not free it): 88 bytes per server.
- */
-const char *__lsan_default_suppressions(void); /* NOLINT(bugprone-reserved-identifier) */
-const char *__lsan_default_suppressions(void)  /* NOLINT(bugprone-reserved-identifier) */
-{
-    return "leak:h2o_multithread_create_queue\n";
-}
-
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
