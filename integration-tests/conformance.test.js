@@ -12,6 +12,8 @@
 //
 // Needs haproxy (ops/deps) and the pinned CLI: npm ci --prefix integration-tests/conformance.
 // Run alone: cd integration-tests && node --test conformance.test.js
+// SG_CONFORMANCE_ARGS adds CLI options (split on spaces), e.g. "--scenario tools-call-sampling"
+// or "-o /tmp/conformance-results" (checks.json per scenario) or "--verbose".
 // Manual runs against a running gate: see conformance/run and conformance/haproxy.cfg.
 
 import { test, before } from 'node:test';
@@ -94,7 +96,8 @@ before(async () => {
 });
 
 test('MCP conformance suite 0.1.16 (server scenarios) through the gate: only baselined failures', { timeout: 900000 }, async () => {
-    const r = await runConformance(`${proxy.url}/mcp`, [], { timeoutMs: 600000 });
+    const extra = (process.env.SG_CONFORMANCE_ARGS || '').split(/\s+/).filter(Boolean);
+    const r = await runConformance(`${proxy.url}/mcp`, extra, { timeoutMs: 600000 });
     const output = stripAnsi(r.output);
     // Printed whole so that the per-scenario checks and the "Total: N passed, M failed" line
     // are in the test log.

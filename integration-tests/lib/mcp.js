@@ -32,6 +32,20 @@ const EVERYTHING_MAIN = path.join(MODULES, '@modelcontextprotocol', 'server-ever
 
 export const PROTOCOL_VERSION = '2025-11-25';
 
+/* Clients opened by the helpers below, closed when the test file ends. (A hook registered from
+ * inside a before() or a test would attach to that hook or test, so it is registered here, at
+ * import time, on the file's root.) */
+const closers = [];
+after(async () => {
+    while (closers.length > 0) {
+        try {
+            await closers.pop()();
+        } catch {
+            /* already closed */
+        }
+    }
+});
+
 /* ------------------------------------------------------------------------------------------
  * Keys and tenant configuration
  * ---------------------------------------------------------------------------------------- */
@@ -46,13 +60,7 @@ export async function redisClient(url) {
     const c = createClient({ url, socket: { connectTimeout: 5000, reconnectStrategy: false } });
     c.on('error', () => {});
     await c.connect();
-    after(async () => {
-        try {
-            await c.disconnect();
-        } catch {
-            /* already closed */
-        }
-    });
+    closers.push(() => c.disconnect());
     return c;
 }
 
@@ -320,7 +328,7 @@ export async function connectClient(gate, key, { name = 'it-client', capabilitie
             }
         },
     };
-    after(() => handle.close());
+    closers.push(() => handle.close());
     return handle;
 }
 

@@ -137,6 +137,7 @@ static size_t run_vector_case(sg_str_t c)
     assert_true(case_string(c, "name", &name));
     assert_true(case_string(c, "body", &body));
     assert_true(case_string(c, "expect", &expect));
+    assert_non_null(expect.data);
     int rc = parse_n(body.data, body.len, NULL, &b, &err, &copy);
     if (strcmp(sg_err_name(rc), expect.data) != 0) {
         fail_msg("%s: got %s (%s), want %s", name.data, sg_err_name(rc), err.msg, expect.data);
@@ -196,7 +197,7 @@ static void passes_envelope_vectors(void **state)
 
 /* ---- hostile bodies ------------------------------------------------------ */
 
-#define MB (1024u * 1024u)
+#define MB ((size_t)1024 * 1024)
 
 static void rejects_oversized_body_before_parsing(void **state)
 {
