@@ -200,6 +200,8 @@ static void exposed_name(sg_buf_t *out, const char *prefix, const char *name)
     sg_buf_append_cstr(out, name);
 }
 
+static bool needs_tasks(const sg_uptool_t *tool);
+
 /* Finds the upstream and original tool name for an exposed name; index or -1. */
 static long resolve_tool(const sg_gate_tenant_t *t, sg_str_t name, const char **orig)
 {
@@ -218,7 +220,7 @@ static long resolve_tool(const sg_gate_tenant_t *t, sg_str_t name, const char **
         size_t ntools;
         const sg_uptool_t *tools = sg_upstream_tools(t->ups[i], &ntools);
         for (size_t k = 0; k < ntools; k++) {
-            if (sg_str_eq_cstr(rest, tools[k].name)) {
+            if (sg_str_eq_cstr(rest, tools[k].name) && !needs_tasks(&tools[k])) {
                 *orig = tools[k].name;
                 return (long)i;
             }
@@ -237,18 +239,62 @@ static void splice_string(sg_buf_t *out, sg_str_t raw, sg_str_t span, const char
 
 /* ---- tools/list ---- */
 
-static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t)
+#define TOOLS_PAGE 500
+
+/* Tools that only run as tasks cannot be relayed (we declare no tasks capability). */
+static bool needs_tasks(const sg_uptool_t *tool)
 {
+    sg_str_t exec, support;
+    sg_str_t raw = { tool->raw, tool->raw_len };
+    return sg_json_object_get(raw, "execution", &exec) == SG_OK &&
+            sg_json_object_get(exec, "taskSupport", &support) == SG_OK &&
+            sg_json_string_eq(support, "required");
+}
+
+/* Our cursor: "p<offset>" into the aggregated list. SG_OK with *offset, or SG_EPARAMS. */
+static int parse_cursor(sg_str_t params, size_t *offset)
+{
+    sg_str_t cur, plain;
+    *offset = 0;
+    if (params.len == 0 || sg_json_object_get(params, "cursor", &cur) != SG_OK ||
+            sg_json_type(cur) == SG_JSON_NULL) {
+        return SG_OK;
+    }
+    if (!sg_json_string_plain(cur, &plain) || plain.len < 2 || plain.len > 12 ||
+            plain.ptr[0] != 'p') {
+        return SG_EPARAMS;
+    }
+    size_t n = 0;
+    for (size_t i = 1; i < plain.len; i++) {
+        if (plain.ptr[i] < '0' || plain.ptr[i] > '9') {
+            return SG_EPARAMS;
+        }
+        n = n * 10 + (size_t)(plain.ptr[i] - '0');
+    }
+    *offset = n;
+    return SG_OK;
+}
+
+static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t, sg_str_t params)
+{
+    size_t offset, index = 0;
+    if (parse_cursor(params, &offset) != SG_OK) {
+        sg_relay_fail(ex, SG_EPARAMS, "invalid cursor", SG_STR_NULL);
+        return;
+    }
     sg_buf_t result = SG_BUF_INIT;
     sg_buf_t seen = SG_BUF_INIT; /* "\n"-joined exposed names, to refuse collisions */
     sg_buf_append_cstr(&result, "{\"tools\":[");
-    bool first = true;
-    for (size_t i = 0; i < t->snap->nupstreams; i++) {
+    bool first = true, more = false;
+    for (size_t i = 0; i < t->snap->nupstreams && !more; i++) {
         size_t ntools;
         const sg_uptool_t *tools = sg_upstream_tools(t->ups[i], &ntools);
-        for (size_t k = 0; k < ntools; k++) {
+        for (size_t k = 0; k < ntools && !more; k++) {
             sg_buf_t name = SG_BUF_INIT;
             sg_str_t span;
+            if (needs_tasks(&tools[k])) {
+                continue;
+            }
             exposed_name(&name, t->snap->upstreams[i].prefix, tools[k].name);
             sg_buf_append_char(&name, '\n');
             bool dup = seen.data != NULL && memmem(seen.data, seen.len, name.data, name.len) != NULL;
@@ -256,6 +302,15 @@ static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t)
             if (!dup && sg_json_object_get(raw, "name", &span) == SG_OK) {
                 sg_buf_append_str(&seen, sg_buf_str(&name));
                 name.data[--name.len] = '\0';
+                if (index++ < offset) {
+                    sg_buf_dispose(&name);
+                    continue;
+                }
+                if (index > offset + TOOLS_PAGE) {
+                    more = true;
+                    sg_buf_dispose(&name);
+                    continue;
+                }
                 if (!first) {
                     sg_buf_append_char(&result, ',');
                 }
@@ -268,7 +323,11 @@ static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t)
             sg_buf_dispose(&name);
         }
     }
-    sg_buf_append_cstr(&result, "]}");
+    sg_buf_append_char(&result, ']');
+    if (more) {
+        sg_buf_printf(&result, ",\"nextCursor\":\"p%zu\"", offset + TOOLS_PAGE);
+    }
+    sg_buf_append_char(&result, '}');
     reply_result(ex, sg_buf_str(&result));
     sg_buf_dispose(&result);
     sg_buf_dispose(&seen);
@@ -614,7 +673,7 @@ void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
     track(gate, ex);
     sg_str_t method = m->method;
     if (sg_str_eq_cstr(method, "tools/list")) {
-        tools_list(ex, t);
+        tools_list(ex, t, m->params);
     } else if (sg_str_eq_cstr(method, "tools/call")) {
         ex->ctx_free = ctx_free;
         tools_call(ex, t, id, m->params);
