@@ -15,11 +15,13 @@
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
 import { migrate, request, sleep, startGate, startPostgres, startRedis, tempDir, waitFor } from './lib/harness.js';
 import {
@@ -454,9 +456,39 @@ test('session lifecycle, authentication and request checks', async () => {
         'not-a-session',
         `${sid}x`,
     ];
+    // the same bytes spelled another way (a non-zero padding bit): tokens have one spelling
+    const b64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const respell = (s) => s.slice(0, -1) + b64[b64.indexOf(s.at(-1)) ^ 1];
+    assert.equal(sig.length % 4, 3, '32-byte MAC: 43 characters, 2 padding bits');
+    forged.push(`${v}.${payload}.${respell(sig)}`);
+    if (payload.length % 4 !== 0) forged.push(`${v}.${respell(payload)}.${sig}`);
     for (const f of forged) {
         const r = await rawPeer(gateA, KEY1, { session: f }).post(rpc('tools/list'));
         assert.equal(r.status, 404, `forged ${f}: ${r.status} ${r.body}`);
+    }
+
+    // tokens signed with the real secret (read from Redis): fresh works, expired or future do not
+    const secret = await redis.get('sg:secret:session');
+    assert.ok(secret, 'sg:secret:session exists');
+    const claims = Buffer.from(payload, 'base64url').toString('utf8').split('\x1f');
+    assert.equal(claims.length, 5, `payload fields: ${JSON.stringify(claims)}`);
+    assert.deepEqual(claims.slice(0, 3), ['acme', 'agent-1', PROTOCOL_VERSION]);
+    const sign = (issuedMs) => {
+        const pl = Buffer.from(
+            ['acme', 'agent-1', PROTOCOL_VERSION, String(issuedMs), crypto.randomBytes(16).toString('hex')].join('\x1f'),
+        );
+        const mac = crypto.createHmac('sha256', Buffer.from(secret)).update(pl).digest();
+        return `s1.${pl.toString('base64url')}.${mac.toString('base64url')}`;
+    };
+    const DAY = 24 * 3600 * 1000;
+    const fresh = await rawPeer(gateA, KEY1, { session: sign(Date.now() - 1000) }).post(rpc('ping'));
+    assert.equal(fresh.status, 200, `a token made like the gate's is accepted (else the expiry checks below prove nothing): ${fresh.body}`);
+    for (const [what, issued] of [
+        ['expired', Date.now() - DAY - 60000],
+        ['issued in the future', Date.now() + 10 * 60000],
+    ]) {
+        const r = await rawPeer(gateA, KEY1, { session: sign(issued) }).post(rpc('ping'));
+        assert.equal(r.status, 404, `${what} session: ${r.status} ${r.body}`);
     }
 
     // no session id on a non-initialize request: 400
@@ -470,6 +502,27 @@ test('session lifecycle, authentication and request checks', async () => {
     // a browser Origin the tenant does not allow: 403
     const origin = await peer.post(rpc('tools/list'), { headers: { Origin: 'http://evil.example' } });
     assert.equal(origin.status, 403, origin.body);
+
+    // an Accept that allows neither JSON nor SSE: 406
+    const accept = await peer.post(rpc('tools/list'), { headers: { Accept: 'text/html' } });
+    assert.equal(accept.status, 406, accept.body);
+
+    // initialize answers the requested revision when the gate speaks it, else 2025-11-25
+    for (const [asked, answered] of [
+        ['2025-03-26', '2025-03-26'],
+        ['2025-06-18', '2025-06-18'],
+        ['2025-11-25', '2025-11-25'],
+        ['2024-11-05', '2025-11-25'],
+    ]) {
+        const r = await rawPeer(gateB, KEY1).post({
+            jsonrpc: '2.0',
+            id: 1,
+            method: 'initialize',
+            params: { protocolVersion: asked, capabilities: {}, clientInfo: { name: 'v', version: '0' } },
+        });
+        assert.equal(r.status, 200);
+        assert.equal(r.response.result.protocolVersion, answered, `initialize asking ${asked}`);
+    }
 
     // other HTTP methods: 405 with Allow
     const put = await peer.post(rpc('tools/list'), { method: 'PUT' });
@@ -685,4 +738,59 @@ test('a call over the upstream timeout fails with -31006 and is cancelled upstre
     const c = await connectClient(gateA, KEY_SLOW);
     await rejectsWithCode(c.client.callTool({ name: `ev__${LONG}`, arguments: { duration: 5, steps: 5 } }), UPSTREAM_ERROR, 'SDK call over the timeout');
     assert.equal(text(await c.client.callTool({ name: 'ev__echo', arguments: { message: 'quick' } })), 'Echo: quick');
+});
+
+test('server-to-client requests (sampling, elicitation) reach the calling agent and its answers return', async () => {
+    const c = await connectClient(gateA, KEY1, { capabilities: { sampling: {}, elicitation: {} } });
+    const asked = [];
+    c.client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
+        asked.push(req);
+        return { role: 'assistant', content: { type: 'text', text: 'sampled by the agent' }, model: 'it-model', stopReason: 'endTurn' };
+    });
+    c.client.setRequestHandler(ElicitRequestSchema, async (req) => {
+        asked.push(req);
+        return { action: 'accept', content: { color: 'teal' } };
+    });
+    const sampled = await c.client.callTool({ name: 'ev__trigger-sampling-request', arguments: { prompt: 'say hi', maxTokens: 10 } }, undefined, { timeout: 15000 });
+    assert.match(text(sampled), /sampled by the agent/);
+    assert.match(text(sampled), /it-model/);
+    const elicited = await c.client.callTool({ name: 'ev__trigger-elicitation-request', arguments: {} }, undefined, { timeout: 15000 });
+    assert.match(text(elicited), /teal/);
+    assert.deepEqual(asked.map((r) => r.method), ['sampling/createMessage', 'elicitation/create']);
+    const relayed = c.received.filter((m) => m.method === 'sampling/createMessage' || m.method === 'elicitation/create');
+    assert.ok(relayed.every((m) => /^sg-\d+$/.test(String(m.id))), `relayed ids ${relayed.map((m) => m.id)}`);
+});
+
+test('initialize on an existing session is refused', async () => {
+    // MCP-NOTES §3.7 (the SDK: 400, -32600); mcp.c has a "session already initialized" answer
+    const peer = rawPeer(gateA, KEY1);
+    await peer.initialize();
+    const r = await peer.post(rpc('initialize', { protocolVersion: PROTOCOL_VERSION, capabilities: {}, clientInfo: { name: 'again', version: '0' } }));
+    assert.equal(r.status, 400, `second initialize with Mcp-Session-Id: ${r.status}, new session ${r.headers['mcp-session-id'] ?? '(none)'}`);
+    assert.equal(r.json().error.code, -32600);
+});
+
+test('SIGTERM with agents connected: GET streams end, both replicas exit cleanly', async () => {
+    // last: it stops the replicas
+    const c = await connectClient(gateA, KEY1); // the SDK keeps its connections alive
+    await c.client.listTools();
+    const streams = [];
+    for (const g of [gateA, gateB]) {
+        const peer = rawPeer(g, KEY1);
+        await peer.initialize();
+        const s = await openStream(`${g.url}/mcp`, { headers: { ...peer.headers(), Accept: 'text/event-stream' } });
+        assert.equal(s.status, 200);
+        streams.push(s);
+    }
+    const results = await Promise.all([gateA, gateB].map((g) => g.stop({ timeoutMs: 15000 })));
+    await sleep(300); // the last stderr lines may arrive after the exit event
+    for (const [i, g] of [gateA, gateB].entries()) {
+        const r = results[i];
+        const tail = g.logs().slice(-3000);
+        assert.ok(streams[i].ended, `GET /mcp stream of replica ${i} ended`);
+        assert.ok(!r.timedOut, `replica ${i} exited within 15 s`);
+        assert.equal(r.signal, null, `replica ${i} died by ${r.signal}:\n${tail}`);
+        assert.doesNotMatch(g.logs(), /Assertion .* failed|runtime error:|AddressSanitizer|LeakSanitizer/, `replica ${i}:\n${tail}`);
+        assert.equal(r.code, 0, `replica ${i} exit code:\n${tail}`);
+    }
 });

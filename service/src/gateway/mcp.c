@@ -228,8 +228,9 @@ static void handle_initialize(sg_gate_t *gate, h2o_req_t *req, const sg_jsonrpc_
     write_capabilities(&result, t);
     sg_buf_append_cstr(&result, ",\"serverInfo\":{\"name\":\"sentinel-gate\",\"title\":"
                                 "\"SentinelGate\",\"version\":\"0.1.0\"},\"instructions\":"
-                                "\"Tools are named <upstream>__<tool>. Every call is checked "
-                                "and audited by SentinelGate.\"}");
+                                "\"Tools come from several upstream servers, named "
+                                "<upstream>__<tool> unless an upstream exposes them bare. Every "
+                                "call passes SentinelGate's checks.\"}");
     sg_buf_t msg = SG_BUF_INIT;
     sg_jsonrpc_write_result(&msg, m->id, sg_buf_str(&result));
     sg_http_reply_json(req, 200, sg_buf_str(&msg));

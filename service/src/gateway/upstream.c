@@ -400,13 +400,15 @@ static void on_upstream_notification(sg_upstream_t *up, const sg_jsonrpc_msg_t *
         } else {
             up->relist_wanted = true;
         }
-    } else if (sg_str_eq_cstr(m->method, "notifications/message")) {
+    } else if (!sg_str_eq_cstr(m->method, "notifications/cancelled") &&
+            !sg_str_has_prefix(m->method, "notifications/resources/list_changed") &&
+            !sg_str_has_prefix(m->method, "notifications/prompts/list_changed")) {
+        /* log messages, resource updates and the like go to the call they belong to, if any */
         sg_upcall_t *c = owner_of(up, origin);
         if (c != NULL && c != &up->internal) {
             c->ops->on_interim(c, text, false);
         }
     }
-    /* other notifications (resources/prompts list_changed, cancelled) need no relay here */
 }
 
 static void on_message(void *owner, sg_str_t json, void *origin)

@@ -199,6 +199,10 @@ static void rejects_duplicate_keys(void **state)
         { "{\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}", 0, SG_EDUPKEY },
         { "{\"a\":{\"a\":1},\"b\":[{\"a\":1},{\"a\":2}]}", 0, SG_OK },
         { "{\"a\":1,\"A\":2,\"ab\":3,\"a \":4}", 0, SG_OK },
+        /* siblings at one level share a frame: nothing may leak from one to the next */
+        { "[{\"x\":1,\"a\":2},{\"a\":1},{\"b\":1,\"a\":2,\"x\":3}]", 0, SG_OK },
+        { "{\"p\":{\"xy\":1,\"ab\":2},\"q\":{\"ab\":1,\"xy\":2}}", 0, SG_OK },
+        { "[{\"a\":{\"k\":1,\"j\":2}},{\"b\":{\"j\":1,\"k\":2}}]", 0, SG_OK },
     };
     check_cases(cases, SG_ARRAY_LEN(cases));
 }
@@ -234,6 +238,13 @@ static void detects_duplicates_in_large_objects(void **state)
         t = many_keys(n, "\"kk\":1", &len);
         assert_int_equal(validate_n(t, len, NULL), SG_OK);
         free(t);
+        /* the same keys again in a sibling, after a smaller one */
+        sg_buf_t b = SG_BUF_INIT;
+        t = many_keys(n, NULL, &len);
+        sg_buf_printf(&b, "[%.*s,{\"k1\":0},%.*s]", (int)len, t, (int)len, t);
+        free(t);
+        assert_int_equal(validate_n(b.data, b.len, NULL), SG_OK);
+        sg_buf_dispose(&b);
     }
 }
 
