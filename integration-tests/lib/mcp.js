@@ -6,7 +6,8 @@
 //
 // Everything here talks to 127.0.0.1 only; every wait is bounded. Processes started here
 // are stopped when the test file ends (and killed on exit), and leave a *.pid file in the
-// harness' scratch directory like the harness' own processes do.
+// harness' scratch directory like the harness' own processes do (named "node", a kind
+// ops/test reaps).
 
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -21,7 +22,7 @@ import { createClient } from 'redis';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-import { freePort, request, sleep, tempDir, waitFor } from './harness.js';
+import { freePort, request, tempDir, waitFor } from './harness.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MODULES = path.resolve(HERE, '..', 'node_modules');
@@ -225,7 +226,7 @@ net.Server.prototype.listen = function (...args) {
     });
     proc.on('error', () => {});
     mine.add(proc);
-    fs.writeFileSync(path.join(dir, 'everything.pid'), `${proc.pid}\nmcp-server-everything\n`);
+    fs.writeFileSync(path.join(dir, 'everything.pid'), `${proc.pid}\nnode\n`);
     let out = '';
     const add = (c) => {
         out += c.toString('utf8');
@@ -270,22 +271,6 @@ export function processAlive(pid) {
 /** True when /proc/<pid> exists at all (a zombie counts). */
 export function processExists(pid) {
     return fs.existsSync(`/proc/${pid}`);
-}
-
-/** Direct children of pid (from /proc). */
-export function childrenOf(pid) {
-    const out = [];
-    for (const name of fs.readdirSync('/proc')) {
-        if (!/^\d+$/.test(name)) continue;
-        try {
-            const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-            const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-            if (Number(rest[1]) === pid) out.push(Number(name));
-        } catch {
-            /* gone meanwhile */
-        }
-    }
-    return out;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -481,4 +466,3 @@ export function openStream(url, { method = 'GET', headers = {}, body, timeoutMs 
     });
 }
 
-export { sleep };

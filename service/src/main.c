@@ -12,6 +12,7 @@
 #include "control/control.h"
 #include "core/settings.h"
 #include "gateway/gate.h"
+#include "store/killswitch_store.h"
 #include "store/migrate.h"
 #include "store/runtime.h"
 
@@ -32,6 +33,8 @@ static const command_t commands[] = {
     { "start", SG_NEED_CONTROL, true, true, "run gate and control plane in one process, one port" },
     { "migrate", SG_NEED_NONE, false, false,
             "apply migrations/ to PostgreSQL under an advisory lock (idempotent)" },
+    { "killswitch", SG_NEED_NONE, false, false,
+            "on|off [--tenant T] [--identity I]: flip a kill switch in Redis directly" },
 };
 
 static const char *env_get(const char *name)
@@ -56,6 +59,39 @@ static int run_migrate(const sg_settings_t *s)
         fprintf(stderr, "sentinel-gate migrate: %s\n", err.msg);
         return 1;
     }
+    return 0;
+}
+
+/* sentinel-gate killswitch on|off [--tenant T] [--identity I] */
+static int run_killswitch(int argc, char **argv, const sg_settings_t *s)
+{
+    const char *tenant = NULL, *identity = NULL;
+    int engaged = -1;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "on") == 0 || strcmp(argv[i], "off") == 0) {
+            engaged = strcmp(argv[i], "on") == 0;
+        } else if (strcmp(argv[i], "--tenant") == 0 && i + 1 < argc) {
+            tenant = argv[++i];
+        } else if (strcmp(argv[i], "--identity") == 0 && i + 1 < argc) {
+            identity = argv[++i];
+        } else if (strcmp(argv[i], "--check") != 0) {
+            fprintf(stderr, "sentinel-gate killswitch: unexpected '%.64s'\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (engaged < 0) {
+        fprintf(stderr, "usage: sentinel-gate killswitch on|off [--tenant T] [--identity I]\n");
+        return EXIT_USAGE;
+    }
+    sg_error_t err = { 0 };
+    int rc = sg_killswitch_store_set(s->redis_url, tenant, identity, engaged == 1, &err);
+    if (rc != SG_OK) {
+        fprintf(stderr, "sentinel-gate killswitch: %s\n", err.msg);
+        return rc == SG_EINVAL || rc == SG_ESETTING ? EXIT_USAGE : 1;
+    }
+    printf("kill switch %s: %s%s%s%s\n", engaged ? "ENGAGED" : "released",
+            tenant != NULL ? "tenant " : "global", tenant != NULL ? tenant : "",
+            identity != NULL ? " identity " : "", identity != NULL ? identity : "");
     return 0;
 }
 
@@ -112,6 +148,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     bool check = false;
+    bool is_killswitch = strcmp(cmd->name, "killswitch") == 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: sentinel-gate %s [--check]\n\n%s\n\n", cmd->name, cmd->summary);
@@ -119,7 +156,7 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--check") == 0) {
             check = true;
-        } else {
+        } else if (!is_killswitch) {
             fprintf(stderr, "sentinel-gate %s: unknown option '%.64s'\n", cmd->name, argv[i]);
             return EXIT_USAGE;
         }
@@ -138,6 +175,8 @@ int main(int argc, char **argv)
         rc = 0;
     } else if (strcmp(cmd->name, "migrate") == 0) {
         rc = run_migrate(&s);
+    } else if (is_killswitch) {
+        rc = run_killswitch(argc, argv, &s);
     } else {
         rc = run_server(cmd, &s);
     }

@@ -236,7 +236,7 @@ static uint64_t key_hash(const unsigned char *p, size_t len)
     static _Thread_local uint64_t k[2];
     static _Thread_local bool seeded;
     if (!seeded) {
-        if (getrandom(k, sizeof(k), 0) != (ssize_t)sizeof(k)) {
+        if (getrandom(k, sizeof(k), GRND_NONBLOCK) != (ssize_t)sizeof(k)) {
             k[0] = (uint64_t)(uintptr_t)&seeded ^ (uint64_t)clock();
             k[1] = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull;
         }

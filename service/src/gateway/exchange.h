@@ -48,6 +48,8 @@ struct sg_exchange {
     size_t body_len;
     char session_nonce[33];
     char tenant[65];
+    char identity[129];
+    bool killable;       /* a tools/call or read that a kill switch stops in flight */
     sg_str_t client_id;  /* raw id of the agent's request (borrows body) */
     void (*on_cancel)(sg_exchange_t *ex); /* agent sent notifications/cancelled */
     void *owner;         /* the gate */

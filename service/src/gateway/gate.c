@@ -422,6 +422,8 @@ static void on_event(void *data, sg_str_t channel, sg_str_t message)
         memcpy(nonce, message.ptr + 8, 32);
         nonce[32] = '\0';
         add_revoked(gate, nonce, sg_clock_wall_ms() + SG_SESSION_TTL_MS);
+    } else if (sg_str_eq_cstr(message, "killswitch")) {
+        sg_killswitch_poll_now(gate->killswitch);
     } else if (sg_str_has_prefix(message, "tools ") && message.len < 6 + SG_NAME_MAX + 1) {
         char tenant[SG_NAME_MAX + 1];
         memcpy(tenant, message.ptr + 6, message.len - 6);
@@ -437,6 +439,38 @@ static void on_sub_state(void *data, bool connected)
         /* messages sent while we were away are lost: resynchronise */
         poll_now(gate);
     }
+}
+
+/* ---- kill switches ---- */
+
+static void enumerate_switches(void *data, sg_killswitch_t *ks)
+{
+    sg_gate_t *gate = data;
+    for (sg_gate_tenant_t *t = gate->tenants; t != NULL; t = t->next) {
+        if (t->snap == NULL) {
+            continue;
+        }
+        sg_killswitch_watch(ks, t->name, NULL);
+        for (size_t i = 0; i < t->snap->nidentities; i++) {
+            sg_killswitch_watch(ks, t->name, t->snap->identities[i].name);
+        }
+    }
+}
+
+static void on_engaged(void *data)
+{
+    sg_relay_kill_inflight(data);
+}
+
+int sg_gate_killswitch(sg_gate_t *gate, const sg_tenant_t *snap, const char *identity,
+        sg_kill_scope_t *scope)
+{
+    bool permissive = snap->profile != NULL && strcmp(snap->profile, "permissive") == 0;
+    *scope = sg_killswitch_check(gate->killswitch, snap->name, identity, permissive);
+    if (*scope == SG_KILL_NONE) {
+        return SG_OK;
+    }
+    return *scope == SG_KILL_UNKNOWN ? SG_ECONFIG : SG_EKILLED;
 }
 
 /* ---- readiness, drain, wiring ---- */
@@ -460,6 +494,10 @@ static bool is_ready(void *data, sg_buf_t *missing)
     }
     if (!gate->tenants_listed) {
         append_name(missing, "tenants", "listing", NULL);
+    }
+    if (!sg_killswitch_is_confirmed(gate->killswitch)) {
+        append_name(missing, "killswitch", "unconfirmed", NULL);
+        ready = false;
     }
     for (sg_gate_tenant_t *t = gate->tenants; t != NULL; t = t->next) {
         if (t->snap == NULL || t->snap->version != t->want_version) {
@@ -497,6 +535,8 @@ sg_gate_t *sg_gate_new(sg_runtime_t *rt, sg_error_t *err)
     gate->loop = sg_runtime_loop(rt);
     gate->redis = sg_runtime_redis(rt);
     gate->log = (sg_log_ctx_t){ .component = "gate" };
+    gate->killswitch = sg_killswitch_new(gate->loop, gate->redis, enumerate_switches, on_engaged,
+            gate);
     sg_redis_subscribe(gate->redis, EVENTS_CHANNEL, on_event, gate);
     sg_redis_set_sub_state_cb(gate->redis, on_sub_state, gate);
     sg_http_server_t *http = sg_runtime_http(rt);
@@ -514,6 +554,7 @@ void sg_gate_free(sg_gate_t *gate)
         return;
     }
     sg_timer_stop(&gate->poll_timer);
+    sg_killswitch_free(gate->killswitch);
     sg_mcp_close_streams(gate);
     while (gate->tenants != NULL) {
         sg_gate_tenant_t *t = gate->tenants;

@@ -9,6 +9,7 @@
 #include "core/session_token.h"
 #include "core/tenant.h"
 #include "gateway/gate.h"
+#include "gateway/killswitch.h"
 #include "gateway/upstream.h"
 
 typedef struct sg_gate_tenant {
@@ -52,6 +53,7 @@ struct sg_gate {
     /* GET streams held by this replica */
     sg_gate_stream_t *streams;
     struct sg_exchange *exchanges; /* POSTs in flight on this replica */
+    sg_killswitch_t *killswitch;
     bool draining;
 };
 
@@ -64,6 +66,15 @@ bool sg_gate_is_revoked(const sg_gate_t *gate, const char *nonce);
 void sg_gate_revoke(sg_gate_t *gate, const char *nonce, uint64_t expires_ms);
 /* Publishes "tools <tenant>" so every replica tells its GET streams. */
 void sg_gate_publish_tools_changed(sg_gate_t *gate, const char *tenant);
+
+/*
+ * The kill-switch verdict for a call of (snap's tenant, identity): SG_OK, SG_EKILLED with
+ * *scope set, or SG_ECONFIG when the state is unconfirmed and the profile fails closed.
+ */
+int sg_gate_killswitch(sg_gate_t *gate, const sg_tenant_t *snap, const char *identity,
+        sg_kill_scope_t *scope);
+/* Stops calls in flight that a newly engaged switch covers (relay.c). */
+void sg_relay_kill_inflight(sg_gate_t *gate);
 
 /* mcp.c */
 int sg_mcp_handle(void *data, h2o_req_t *req);

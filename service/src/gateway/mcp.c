@@ -303,6 +303,7 @@ static void dispatch(sg_gate_t *gate, h2o_req_t *req, const sg_jsonrpc_msg_t *m,
     ex->started_us = sg_clock_now_us();
     memcpy(ex->session_nonce, claims.nonce, sizeof(ex->session_nonce));
     snprintf(ex->tenant, sizeof(ex->tenant), "%s", t->name);
+    snprintf(ex->identity, sizeof(ex->identity), "%s", id->name);
     sg_relay_request(gate, ex, t, id, m); /* the request's link holds the exchange */
 }
 

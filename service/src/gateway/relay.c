@@ -380,9 +380,35 @@ static stage_rc_t stage_resolve(sg_exchange_t *ex, call_state_t *cs)
     return STAGE_NEXT;
 }
 
+/* Refuses the exchange when a kill switch covers it; true when refused. */
+static bool refuse_if_killed(sg_gate_t *gate, sg_exchange_t *ex)
+{
+    sg_kill_scope_t scope;
+    int rc = sg_gate_killswitch(gate, ex->snap, ex->identity, &scope);
+    if (rc == SG_OK) {
+        return false;
+    }
+    sg_buf_t data = SG_BUF_INIT;
+    if (rc == SG_EKILLED) {
+        sg_buf_printf(&data, "{\"scope\":\"%s\"}", sg_kill_scope_name(scope));
+        sg_relay_fail(ex, rc, "kill switch engaged", sg_buf_str(&data));
+    } else {
+        sg_buf_append_cstr(&data, "{\"reason\":\"kill switch state cannot be confirmed\"}");
+        sg_relay_fail(ex, rc, "configuration unavailable", sg_buf_str(&data));
+    }
+    sg_buf_dispose(&data);
+    return true;
+}
+
+static stage_rc_t stage_killswitch(sg_exchange_t *ex, call_state_t *cs)
+{
+    (void)cs;
+    return refuse_if_killed(ex->owner, ex) ? STAGE_DONE : STAGE_NEXT;
+}
+
 static stage_rc_t stage_pass(sg_exchange_t *ex, call_state_t *cs)
 {
-    /* TODO(issues 5, 6, 7): kill switch, policy, scanning and audit fill these slots */
+    /* TODO(issues 5, 6): policy, scanning and audit fill these slots */
     (void)ex;
     (void)cs;
     return STAGE_NEXT;
@@ -417,7 +443,7 @@ static const struct stage {
     stage_rc_t (*run)(sg_exchange_t *ex, call_state_t *cs);
 } stages[] = {
     { "resolve", stage_resolve },
-    { "killswitch", stage_pass },
+    { "killswitch", stage_killswitch },
     { "policy", stage_pass },
     { "scan_request", stage_pass },
     { "forward", stage_forward },
@@ -676,6 +702,7 @@ void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
         tools_list(ex, t, m->params);
     } else if (sg_str_eq_cstr(method, "tools/call")) {
         ex->ctx_free = ctx_free;
+        ex->killable = true;
         tools_call(ex, t, id, m->params);
     } else if (sg_str_eq_cstr(method, "resources/list")) {
         fan_out(ex, t, "resources/list", "resources", "resources", false);
@@ -683,10 +710,14 @@ void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
         fan_out(ex, t, "resources/templates/list", "resources", "resourceTemplates", false);
     } else if (sg_str_eq_cstr(method, "prompts/list")) {
         fan_out(ex, t, "prompts/list", "prompts", "prompts", true);
-    } else if (sg_str_eq_cstr(method, "resources/read") ||
-            sg_str_eq_cstr(method, "resources/subscribe") ||
+    } else if (sg_str_eq_cstr(method, "resources/read") || sg_str_eq_cstr(method, "prompts/get")) {
+        /* reads reach the outside world: the kill switch stops them like tool calls */
+        ex->killable = true;
+        if (!refuse_if_killed(gate, ex)) {
+            routed(ex, t, method, m->params);
+        }
+    } else if (sg_str_eq_cstr(method, "resources/subscribe") ||
             sg_str_eq_cstr(method, "resources/unsubscribe") ||
-            sg_str_eq_cstr(method, "prompts/get") ||
             sg_str_eq_cstr(method, "completion/complete")) {
         routed(ex, t, method, m->params);
     } else if (sg_str_eq_cstr(method, "logging/setLevel")) {
@@ -709,6 +740,20 @@ void sg_relay_agent_response(sg_gate_t *gate, sg_gate_tenant_t *t, const sg_json
     }
 }
 
+/* Cancels ex's upstream calls (notifications/cancelled upstream) without their callbacks. */
+static void cancel_subs(sg_exchange_t *ex, const char *reason)
+{
+    for (size_t i = 0; i < ex->nsubs; i++) {
+        sg_subcall_t *s = &ex->subs[i];
+        if (!s->done && s->call._up != NULL) {
+            sg_upstream_cancel(&s->call, reason);
+            s->done = true;
+            ex->pending--;
+            sg_exchange_unref(ex); /* the subcall's reference */
+        }
+    }
+}
+
 void sg_relay_cancel(sg_gate_t *gate, const char *nonce, sg_str_t request_id)
 {
     for (sg_exchange_t *ex = gate->exchanges; ex != NULL; ex = ex->next) {
@@ -716,17 +761,32 @@ void sg_relay_cancel(sg_gate_t *gate, const char *nonce, sg_str_t request_id)
             continue;
         }
         sg_exchange_ref(ex);
-        for (size_t i = 0; i < ex->nsubs; i++) {
-            sg_subcall_t *s = &ex->subs[i];
-            if (!s->done && s->call._up != NULL) {
-                sg_upstream_cancel(&s->call, "cancelled by the agent");
-                s->done = true;
-                ex->pending--;
-                sg_exchange_unref(ex); /* the subcall's reference */
-            }
-        }
+        cancel_subs(ex, "cancelled by the agent");
         sg_relay_fail(ex, SG_ECANCELED, "cancelled by the agent", SG_STR_NULL);
         sg_exchange_unref(ex);
         return;
+    }
+}
+
+void sg_relay_kill_inflight(sg_gate_t *gate)
+{
+    sg_exchange_t *ex = gate->exchanges;
+    while (ex != NULL) {
+        sg_exchange_t *next = ex->next;
+        sg_kill_scope_t scope;
+        if (ex->killable && !ex->finished &&
+                sg_gate_killswitch(gate, ex->snap, ex->identity, &scope) == SG_EKILLED) {
+            if (next != NULL) {
+                sg_exchange_ref(next); /* failing ex may unlink it, never next */
+            }
+            sg_exchange_ref(ex);
+            cancel_subs(ex, "kill switch engaged");
+            (void)refuse_if_killed(gate, ex);
+            sg_exchange_unref(ex);
+            if (next != NULL) {
+                sg_exchange_unref(next);
+            }
+        }
+        ex = next;
     }
 }
