@@ -13,7 +13,7 @@
 //   slow    ev (tapped) with timeout_ms 500
 //   web     hev: everything over Streamable HTTP
 
-import { test, before } from 'node:test';
+import { test, before, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -113,6 +113,19 @@ before(async () => {
         startGate({ redisUrl: redisSrv.url, dbUrl: pg.url, env }),
     ]);
     await Promise.all([waitReady(gateA, { timeoutMs: 60000 }), waitReady(gateB, { timeoutMs: 60000 })]);
+});
+
+let stopping = false; // set by the last test, which stops the replicas itself
+
+// A replica that died during a test fails that test, with the end of its log.
+afterEach(() => {
+    if (stopping) return;
+    for (const [name, g] of [['A', gateA], ['B', gateB]]) {
+        if (g && !g.running()) {
+            const { exitCode, signalCode } = g.proc;
+            assert.fail(`replica ${name} died (${signalCode ?? exitCode}):\n${g.logs().slice(-6000)}`);
+        }
+    }
 });
 
 /* ---------------------------------------------------------------------------------------- */
@@ -781,6 +794,7 @@ test('initialize on an existing session is refused', async () => {
 
 test('SIGTERM with agents connected: GET streams end, both replicas exit cleanly', async () => {
     // last: it stops the replicas
+    stopping = true;
     const c = await connectClient(gateA, KEY1); // the SDK keeps its connections alive
     await c.client.listTools();
     const streams = [];
