@@ -89,6 +89,16 @@ export async function writeTenant(redis, { tenant, version, identities, upstream
     return doc;
 }
 
+/** The last n characters of a gate's log without its debug lines (the pool's polling drowns the rest). */
+export function logTail(gate, n = 6000) {
+    return gate
+        .logs()
+        .split('\n')
+        .filter((l) => !l.includes('level=debug'))
+        .join('\n')
+        .slice(-n);
+}
+
 /** Polls /readyz until it answers 200; returns its JSON. */
 export async function waitReady(gate, { timeoutMs = 30000 } = {}) {
     let last = null;
@@ -102,7 +112,7 @@ export async function waitReady(gate, { timeoutMs = 30000 } = {}) {
             { timeoutMs, intervalMs: 100, message: `${gate.url}/readyz 200` },
         );
     } catch (err) {
-        err.message += `\nlast /readyz: ${last}\n--- gate log tail ---\n${gate.logs().slice(-4000)}`;
+        err.message += `\nlast /readyz: ${last}\n--- gate log tail ---\n${logTail(gate, 4000)}`;
         throw err;
     }
 }

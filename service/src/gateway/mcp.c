@@ -354,7 +354,11 @@ static void handle_post(sg_gate_t *gate, h2o_req_t *req, sg_gate_tenant_t *t,
     }
     sg_jsonrpc_batch_dispose(&batch);
     if (m.kind == SG_JSONRPC_REQUEST && sg_str_eq_cstr(m.method, "initialize")) {
-        handle_initialize(gate, req, &m, t, id);
+        if (sg_http_header(req, "mcp-session-id").len != 0) {
+            reply_sg_error(req, SG_EREQUEST, m.id, "session already initialized");
+        } else {
+            handle_initialize(gate, req, &m, t, id);
+        }
         free(body);
     } else {
         dispatch(gate, req, &m, t, id, body, len);

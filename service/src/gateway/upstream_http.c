@@ -1,16 +1,48 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The Streamable HTTP upstream transport (MCP 2025-03-26 to 2025-11-25) on h2o 2.2.5's
- * http1client. Every send() is one POST on a connection of its own; the answer is 202, one
- * application/json body, or a text/event-stream whose events are the messages. An SSE
- * stream that ends before the response, after the server gave event ids, is resumed with
- * GET + Last-Event-ID (2025-11-25 polling). No keep-alive: h2o 2.2.5 does not retry a
- * request on a pooled connection the server has just closed, and a POST is not idempotent.
+ * http1client. Every send() is one POST; the answer is 202, one application/json body, or a
+ * text/event-stream whose events are the messages. An SSE stream that ends before the
+ * response, after the server gave event ids, is resumed with GET + Last-Event-ID (2025-11-25
+ * polling).
+ *
+ * Connections are kept alive and reused, through one h2o_socketpool_t per transport (h2o's
+ * pool rather than our own: 2.2.5's http1client can only be handed an existing connection
+ * through that pool, and writing our own HTTP/1.1 client is more code to get wrong):
+ *  - HTTP/1.1, one request per connection at a time: N POSTs in flight use N connections;
+ *    when they end, their connections wait in the pool, most of POOL_IDLE_MS (1.5 s, under
+ *    the 2 s keep-alive of gunicorn and the 5 s of Node, uvicorn and Apache). h2o closes
+ *    those older at its next look (once a second) and checks every pooled connection with
+ *    recv(MSG_PEEK) before reuse, so one the server closed a while ago is never used.
+ *  - h2o returns a connection to the pool only when its answer ended cleanly: HTTP/1.1,
+ *    no "Connection: close", a Content-Length fully read or the last chunk seen (also the end
+ *    of an SSE stream), no bytes past the end. Answers we do not use (202, errors, DELETE)
+ *    are read and dropped up to MAX_DISCARD bytes so their connection can be kept; anything
+ *    we cut (forget, stop, free, too large, timeout) closes its connection.
+ *  - At most POOL_MAX_IDLE idle connections per upstream: a connection whose answer ends
+ *    while the pool is full is closed instead (h2o 2.2.5 does not enforce its capacity).
+ *  - TLS: h2o_socket_export/import move the SSL object with the descriptor, so a pooled TLS
+ *    connection keeps its session and is reused without a new handshake.
+ *  - The race: the server may close an idle connection just as we send on it. A request
+ *    that fails on a REUSED connection at write or first-read time, with no byte of an answer
+ *    received, is sent once more on a NEW connection (never pooled; never for a timeout,
+ *    never for a failure on a new connection). Caveat (at most once is not guaranteed): a
+ *    server that processed the request and then closed without a byte of answer sees it
+ *    twice. Servers close idle connections between requests, not after reading one, so this
+ *    needs a server that crashes or drops answers.
+ *  - Lifetime: sockets of the pool report their close to the pool's memory, and a TLS close
+ *    finishes later (close_notify is written first). So the pool is heap-allocated, adopts
+ *    every socket it hands us (our on_close counts them as h2o's does), and when the
+ *    transport is freed, its idle connections are closed at once while the pool's memory
+ *    stays until the last closing socket reported (usually the same or the next loop turn).
+ *    This reads h2o_socketpool_t._shared.count, whose meaning is fixed in 2.2.5.
  *
  * Invariants:
  *  - h2o callbacks are thin: they parse, queue messages on their request and arm a 0 ms
  *    timer. The owner is called only from our timers, never inside an h2o callback nor
  *    inside a call into the transport, so forget/stop/free may cancel h2o clients at once.
+ *    (h2o hands over a pooled connection synchronously, inside req_start: on_connect then
+ *    runs inside send(), and only builds the request head.)
  *  - A request with a non-NULL origin reports on_origin_done exactly once unless it is
  *    forgotten; stop() turns those still running into SG_ECLOSED, reported before on_down.
  *  - free() during an event only marks the transport dead; the memory goes when the event
@@ -40,6 +72,9 @@
 #define DEFAULT_RETRY_MS      1000 /* SSE reconnection delay when the server sent none */
 #define MAX_RETRY_MS          60000
 #define DEFAULT_IO_TIMEOUT_MS 30000
+#define POOL_IDLE_MS          1500 /* reuse a connection idle for less than this */
+#define POOL_MAX_IDLE         256  /* idle connections kept per upstream */
+#define MAX_DISCARD           ((size_t)64 << 10) /* an unused answer read to keep its connection */
 
 typedef enum sg_uh_state {
     SG_UH_IDLE = 0, /* not started, or stopped (on_down delivered) */
@@ -64,6 +99,7 @@ typedef enum sg_uh_body {
     SG_UH_BODY_NONE = 0,
     SG_UH_BODY_JSON,
     SG_UH_BODY_SSE,
+    SG_UH_BODY_DISCARD, /* the outcome is known (settled); the body is read and dropped */
 } sg_uh_body_t;
 
 /* An SSE parser (WHATWG "event stream interpretation"), fed in arbitrary chunks. */
@@ -106,13 +142,26 @@ typedef struct sg_uh_req {
     sg_buf_t json; /* an application/json answer being read */
     sg_sse_t sse;
     bool saw_response; /* a JSON-RPC response arrived on this request's stream */
+    bool reused;       /* the current connection came from the pool */
+    bool retried;      /* the current HTTP request was already sent again */
     unsigned resumes;
+    int settled;       /* the outcome of a SG_UH_BODY_DISCARD answer */
+    size_t discarded;
     int result;        /* valid in FINISHED */
     sg_uh_msg_t *msgs; /* received, not yet delivered */
     sg_uh_msg_t **msgs_tail;
     sg_timer_t deliver; /* 0 ms: delivers msgs and the outcome */
-    sg_timer_t resume;  /* the SSE retry delay */
+    sg_timer_t restart; /* the SSE retry delay, or 0 ms before sending again */
 } sg_uh_req_t;
+
+/*
+ * h2o's pool, on the heap: its sockets report their close to it (on_close.data), and a TLS
+ * socket does so only after its close_notify was written, possibly after our free().
+ */
+typedef struct sg_uh_pool {
+    h2o_socketpool_t h2o; /* first: on_close.data of its sockets points here */
+    bool orphaned;        /* the transport is gone; freed when no socket is left */
+} sg_uh_pool_t;
 
 struct sg_uh {
     sg_transport_t super; /* first: the common transport header */
@@ -125,6 +174,7 @@ struct sg_uh {
     size_t nheaders;
     h2o_http1client_ctx_t client_ctx; /* copy of the context's, with our timeout and TLS */
     SSL_CTX *ssl_ctx;
+    sg_uh_pool_t *pool; /* idle connections to the upstream */
     char *session_id; /* Mcp-Session-Id given by the upstream, or NULL */
     uint64_t session_gen;
     char *version; /* MCP-Protocol-Version, or NULL */
@@ -374,6 +424,99 @@ static const char *kind_name(sg_uh_kind_t kind)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Connection pool                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Every socket of the pool: connecting, carrying a request, idle, or closing. */
+static size_t pool_sockets(const sg_uh_pool_t *p)
+{
+    return p->h2o._shared.count;
+}
+
+/* A pool socket closed: what h2o's own on_close does, then free an orphaned pool. */
+static void on_pool_socket_close(void *data)
+{
+    sg_uh_pool_t *p = data;
+    SG_BUG_ON(p->h2o._shared.count == 0);
+    p->h2o._shared.count--;
+    if (p->orphaned && p->h2o._shared.count == 0) {
+        free(p);
+    }
+}
+
+static sg_uh_pool_t *pool_new(sg_uh_t *t)
+{
+    sg_uh_pool_t *p = sg_xcalloc(1, sizeof(*p));
+    h2o_socketpool_init_by_hostport(&p->h2o, h2o_iovec_init(t->host, strlen(t->host)), t->port,
+                                    t->is_ssl, POOL_MAX_IDLE);
+    h2o_socketpool_set_timeout(&p->h2o, sg_loop_h2o(t->super.loop), POOL_IDLE_MS);
+    return p;
+}
+
+/*
+ * Called once every request is cancelled: closes the idle connections and h2o's interval
+ * timer; the memory goes now, or when the last socket still closing (TLS) has reported.
+ */
+static void pool_free(sg_uh_pool_t *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    h2o_socketpool_dispose(&p->h2o);
+    if (pool_sockets(p) == 0) {
+        free(p);
+    } else {
+        p->orphaned = true;
+    }
+}
+
+/* A socket the pool handed to one of our clients now reports its close to us. */
+static void pool_adopt(sg_uh_pool_t *p, h2o_socket_t *sock)
+{
+    if (sock != NULL && h2o_socketpool_is_owned_socket(&p->h2o, sock)) {
+        sock->on_close.cb = on_pool_socket_close;
+    }
+}
+
+/* True when a connection whose answer ends now would exceed POOL_MAX_IDLE idle ones. */
+static bool pool_is_full(const sg_uh_t *t)
+{
+    size_t all = pool_sockets(t->pool);
+    if (all < POOL_MAX_IDLE) {
+        return false;
+    }
+    size_t busy = 0; /* pool sockets our clients hold, the ending one included */
+    for (const h2o_linklist_t *n = t->reqs.next; n != &t->reqs; n = n->next) {
+        const sg_uh_req_t *r = H2O_STRUCT_FROM_MEMBER(sg_uh_req_t, link, n);
+        busy += r->client != NULL && r->client->sockpool.pool != NULL;
+    }
+    return all - SG_MIN(all, busy) >= POOL_MAX_IDLE;
+}
+
+/*
+ * The answer on client's connection ended cleanly (inside an h2o callback, before h2o
+ * returns the connection to the pool): close it instead when the pool is full.
+ */
+static void answer_complete(sg_uh_req_t *r, h2o_http1client_t *client)
+{
+    if (client->sockpool.pool != NULL && client->sock != NULL && pool_is_full(r->t)) {
+        h2o_socket_close(h2o_http1client_steal_socket(client));
+    }
+}
+
+/* Cancels a running h2o client (never from inside its own callbacks). */
+static void client_cancel(sg_uh_t *t, h2o_http1client_t *client)
+{
+    bool connecting = client->sockpool.pool != NULL && client->sockpool.connect_req != NULL;
+    size_t before = pool_sockets(t->pool);
+    h2o_http1client_cancel(client);
+    if (connecting && pool_sockets(t->pool) == before) {
+        /* h2o 2.2.5 counts a connect cancelled during name resolution forever */
+        t->pool->h2o._shared.count--;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* Requests                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -412,11 +555,11 @@ static void req_drop_msgs(sg_uh_req_t *r)
 static void req_halt(sg_uh_req_t *r)
 {
     if (r->client != NULL) {
-        h2o_http1client_cancel(r->client);
+        client_cancel(r->t, r->client);
         r->client = NULL;
     }
     sg_timer_stop(&r->deliver);
-    sg_timer_stop(&r->resume);
+    sg_timer_stop(&r->restart);
     req_drop_msgs(r);
 }
 
@@ -431,14 +574,34 @@ static void req_destroy(sg_uh_req_t *r)
     free(r);
 }
 
-/* Connects; h2o calls on_connect (possibly at once, with an error: that only records it). */
-static void req_start(sg_uh_req_t *r)
+/*
+ * Sends r's HTTP request on a pooled connection (an idle one, handed over at once, or a new
+ * one) or, with pooled false, on a new connection of its own. h2o calls on_connect, possibly
+ * at once (pooled, or an error: both only record).
+ */
+static void req_connect(sg_uh_req_t *r, bool pooled)
 {
     sg_uh_t *t = r->t;
     r->body_kind = SG_UH_BODY_NONE;
+    r->discarded = 0;
     sg_buf_reset(&r->json);
-    h2o_http1client_connect(&r->client, r, &t->client_ctx, h2o_iovec_init(t->host, strlen(t->host)),
-                            t->port, t->is_ssl, on_connect);
+    if (pooled) {
+        h2o_http1client_connect_with_pool(&r->client, r, &t->client_ctx, &t->pool->h2o,
+                                          on_connect);
+    } else {
+        h2o_http1client_connect(&r->client, r, &t->client_ctx,
+                                h2o_iovec_init(t->host, strlen(t->host)), t->port, t->is_ssl,
+                                on_connect);
+    }
+    /* only a connection taken from the pool is there already */
+    r->reused = pooled && r->client != NULL && r->client->sock != NULL;
+}
+
+/* Starts a new HTTP request of r (its first, or an SSE resumption). */
+static void req_start(sg_uh_req_t *r)
+{
+    r->retried = false;
+    req_connect(r, true);
 }
 
 /* Records the outcome (from inside an h2o callback, which then lets h2o close the client). */
@@ -456,6 +619,32 @@ static void req_fail(sg_uh_req_t *r, const char *errstr)
     int status = is_timeout(errstr) ? SG_ETIMEDOUT : SG_EUPSTREAM;
     SG_LOG_WARN(&r->t->log, "%s failed: %s", kind_name(r->kind), errstr);
     req_finish(r, status);
+}
+
+static void on_send_again(sg_timer_t *tm)
+{
+    req_connect(SG_CONTAINER_OF(tm, sg_uh_req_t, restart), false);
+}
+
+/*
+ * r failed before its answer began (inside on_head). True when it is sent once more, on a
+ * new connection: its connection came from the pool, no byte of an answer arrived, and
+ * the failure is an I/O error (the server closed an idle connection as we sent), not a
+ * timeout (a server that is slow has the request).
+ */
+static bool req_send_again(sg_uh_req_t *r, h2o_http1client_t *client, const char *errstr)
+{
+    if (!r->reused || r->retried || is_timeout(errstr) || client->sock == NULL ||
+        client->sock->input->size != 0) {
+        return false;
+    }
+    SG_LOG_DEBUG(&r->t->log, "%s on a kept-alive connection failed (%s); sending it again",
+                 kind_name(r->kind), errstr);
+    r->client = NULL;
+    r->retried = true;
+    r->reused = false;
+    sg_timer_start(r->t->super.loop, &r->restart, 0, on_send_again);
+    return true;
 }
 
 static void req_queue_msg(sg_uh_req_t *r, char *data, size_t len)
@@ -484,7 +673,7 @@ static void build_head(sg_uh_req_t *r)
     sg_uh_t *t = r->t;
     sg_buf_t *b = &r->head;
     sg_buf_reset(b);
-    sg_buf_printf(b, "%s %.*s HTTP/1.1\r\nHost: %.*s\r\nConnection: close\r\n", kind_name(r->kind),
+    sg_buf_printf(b, "%s %.*s HTTP/1.1\r\nHost: %.*s\r\n", kind_name(r->kind),
                   (int)t->parsed.path.len, t->parsed.path.base, (int)t->parsed.authority.len,
                   t->parsed.authority.base);
     if (r->kind == SG_UH_POST) {
@@ -536,6 +725,22 @@ static sg_str_t find_header(const h2o_header_t *headers, size_t n, const char *l
     return SG_STR_NULL;
 }
 
+/*
+ * True when h2o may keep the connection after this answer's body (h2o 2.2.5's rule:
+ * HTTP/1.1, a Connection header only with keep-alive, a length or chunked framing).
+ */
+static bool is_reusable(int minor_version, const h2o_header_t *headers, size_t n)
+{
+    sg_str_t conn = find_header(headers, n, "connection");
+    if (minor_version < 1 ||
+        (conn.ptr != NULL &&
+         !h2o_contains_token(conn.ptr, conn.len, H2O_STRLIT("keep-alive"), ','))) {
+        return false;
+    }
+    return find_header(headers, n, "content-length").ptr != NULL ||
+           find_header(headers, n, "transfer-encoding").ptr != NULL;
+}
+
 static void capture_session(sg_uh_req_t *r, const h2o_header_t *headers, size_t n)
 {
     sg_uh_t *t = r->t;
@@ -573,68 +778,72 @@ static sg_uh_body_t content_kind(const h2o_header_t *headers, size_t n)
     return SG_UH_BODY_NONE;
 }
 
-/* The answer's status line and headers; returns true when the body is to be read. */
-static bool accept_head(sg_uh_req_t *r, int status, h2o_iovec_t msg, const h2o_header_t *headers,
-                        size_t n)
+/* The outcome is known from the head; the body, if any, is only read to keep the connection. */
+static sg_uh_body_t settle(sg_uh_req_t *r, int status)
+{
+    r->settled = status;
+    return SG_UH_BODY_DISCARD;
+}
+
+/* The answer's status line and headers: how to read its body. */
+static sg_uh_body_t accept_head(sg_uh_req_t *r, int status, h2o_iovec_t msg,
+                                const h2o_header_t *headers, size_t n)
 {
     sg_uh_t *t = r->t;
     if (r->kind == SG_UH_DELETE) {
         SG_LOG_DEBUG(&t->log, "DELETE answered %d", status);
-        req_finish(r, SG_OK);
-        return false;
+        return settle(r, SG_OK);
     }
     if (status == 404 && r->sent_session) {
         SG_LOG_INFO(&t->log, "upstream does not know our session (404)");
         if (r->session_gen == t->session_gen) {
             set_session(t, NULL);
         }
-        req_finish(r, SG_ESESSION);
-        return false;
+        return settle(r, SG_ESESSION);
     }
     if (r->kind == SG_UH_POST && (status == 202 || status == 204)) {
-        req_finish(r, SG_OK);
-        return false;
+        return settle(r, SG_OK);
     }
     if (status < 200 || status > 299 || status == 204) {
         SG_LOG_WARN(&t->log, "%s answered %d %.*s", kind_name(r->kind), status,
                     (int)SG_MIN(msg.len, (size_t)64), msg.base);
-        req_finish(r, SG_EUPSTREAM);
-        return false;
+        return settle(r, SG_EUPSTREAM);
     }
     if (r->kind == SG_UH_POST && sg_str_eq_cstr(find_header(headers, n, "content-length"), "0")) {
-        req_finish(r, SG_OK); /* an empty 200: taken as 202 (older servers answer so) */
-        return false;
+        return settle(r, SG_OK); /* an empty 200: taken as 202 (older servers answer so) */
     }
-    r->body_kind = content_kind(headers, n);
-    if (r->body_kind == SG_UH_BODY_SSE ||
-        (r->body_kind == SG_UH_BODY_JSON && r->kind == SG_UH_POST)) {
-        return true;
+    sg_uh_body_t kind = content_kind(headers, n);
+    if (kind == SG_UH_BODY_SSE || (kind == SG_UH_BODY_JSON && r->kind == SG_UH_POST)) {
+        return kind;
     }
     SG_LOG_WARN(&t->log, "%s answered %d with an unexpected content type", kind_name(r->kind),
                 status);
-    req_finish(r, SG_EUPSTREAM);
-    return false;
+    return settle(r, SG_EUPSTREAM);
 }
 
 static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr,
                                        int minor_version, int status, h2o_iovec_t msg,
                                        h2o_header_t *headers, size_t num_headers, int rlen)
 {
-    (void)minor_version;
     (void)rlen;
     sg_uh_req_t *r = client->data;
     if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
-        req_fail(r, errstr);
+        if (!req_send_again(r, client, errstr)) {
+            req_fail(r, errstr);
+        }
         return NULL;
     }
     if (r->kind == SG_UH_POST && status >= 200 && status <= 299) {
         capture_session(r, headers, num_headers);
     }
-    if (!accept_head(r, status, msg, headers, num_headers)) {
+    r->body_kind = accept_head(r, status, msg, headers, num_headers);
+    if (errstr == h2o_http1client_error_is_eos) {
+        answer_complete(r, client); /* no body at all (h2o said so from the status) */
+        body_done(r);
         return NULL;
     }
-    if (errstr == h2o_http1client_error_is_eos) {
-        body_done(r); /* no body at all (h2o said so from the status) */
+    if (r->body_kind == SG_UH_BODY_DISCARD && !is_reusable(minor_version, headers, num_headers)) {
+        body_done(r); /* the connection is closed anyway: no point reading */
         return NULL;
     }
     return on_body;
@@ -643,7 +852,7 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
 /* A GET that resumes r's stream after the server's retry delay. */
 static void on_resume(sg_timer_t *tm)
 {
-    sg_uh_req_t *r = SG_CONTAINER_OF(tm, sg_uh_req_t, resume);
+    sg_uh_req_t *r = SG_CONTAINER_OF(tm, sg_uh_req_t, restart);
     r->kind = SG_UH_RESUME;
     req_start(r);
 }
@@ -664,7 +873,7 @@ static void sse_ended(sg_uh_req_t *r, const char *errstr)
         r->resumes++;
         SG_LOG_DEBUG(&t->log, "SSE stream ended early; resuming in %llu ms",
                      (unsigned long long)delay);
-        sg_timer_start(t->super.loop, &r->resume, delay, on_resume);
+        sg_timer_start(t->super.loop, &r->restart, delay, on_resume);
         return;
     }
     if (errstr != NULL) {
@@ -677,18 +886,27 @@ static void sse_ended(sg_uh_req_t *r, const char *errstr)
 
 static int consume_body(sg_uh_req_t *r, const char *s, size_t n)
 {
-    if (r->body_kind == SG_UH_BODY_SSE) {
+    switch (r->body_kind) {
+    case SG_UH_BODY_SSE:
         return sse_feed(&r->sse, s, n, on_sse_event, r);
+    case SG_UH_BODY_DISCARD:
+        r->discarded += n;
+        return r->discarded > MAX_DISCARD ? SG_ETOOBIG : SG_OK;
+    default:
+        if (r->json.len + n > MAX_BODY) {
+            return SG_ETOOBIG;
+        }
+        sg_buf_append(&r->json, s, n);
+        return SG_OK;
     }
-    if (r->json.len + n > MAX_BODY) {
-        return SG_ETOOBIG;
-    }
-    sg_buf_append(&r->json, s, n);
-    return SG_OK;
 }
 
 static void body_done(sg_uh_req_t *r)
 {
+    if (r->body_kind == SG_UH_BODY_DISCARD) {
+        req_finish(r, r->settled);
+        return;
+    }
     if (r->body_kind == SG_UH_BODY_SSE) {
         sse_ended(r, NULL);
         return;
@@ -701,26 +919,37 @@ static void body_done(sg_uh_req_t *r)
     req_finish(r, SG_OK);
 }
 
+/* The body could not be read to its end (errstr: h2o's reason, or NULL when too large). */
+static void body_failed(sg_uh_req_t *r, const char *errstr)
+{
+    if (r->body_kind == SG_UH_BODY_DISCARD) {
+        req_finish(r, r->settled); /* only the connection is lost */
+    } else if (errstr == NULL) {
+        SG_LOG_WARN(&r->t->log, "%s answer over %zu bytes", kind_name(r->kind), MAX_BODY);
+        req_finish(r, SG_EUPSTREAM);
+    } else if (r->body_kind == SG_UH_BODY_SSE && !is_timeout(errstr)) {
+        sse_ended(r, errstr);
+    } else {
+        req_fail(r, errstr);
+    }
+}
+
 static int on_body(h2o_http1client_t *client, const char *errstr)
 {
     sg_uh_req_t *r = client->data;
     if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
-        if (r->body_kind == SG_UH_BODY_SSE && !is_timeout(errstr)) {
-            sse_ended(r, errstr);
-        } else {
-            req_fail(r, errstr);
-        }
+        body_failed(r, errstr);
         return -1;
     }
     h2o_buffer_t *in = client->sock->input;
     int rc = consume_body(r, in->bytes, in->size);
     h2o_buffer_consume(&client->sock->input, client->sock->input->size);
     if (rc != SG_OK) {
-        SG_LOG_WARN(&r->t->log, "%s answer over %zu bytes", kind_name(r->kind), MAX_BODY);
-        req_finish(r, SG_EUPSTREAM);
+        body_failed(r, NULL);
         return -1;
     }
     if (errstr == h2o_http1client_error_is_eos) {
+        answer_complete(r, client);
         body_done(r);
     }
     return 0;
@@ -735,6 +964,7 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
         req_fail(r, errstr);
         return NULL;
     }
+    pool_adopt(r->t->pool, client->sock);
     build_head(r);
     r->reqbufs[0] = h2o_iovec_init(r->head.data, r->head.len);
     r->reqbufs[1] = h2o_iovec_init(r->body, r->body_len);
@@ -943,6 +1173,7 @@ static void release(sg_uh_t *t)
         req_destroy(H2O_STRUCT_FROM_MEMBER(sg_uh_req_t, link, node));
         node = next;
     }
+    pool_free(t->pool); /* after the requests: their connections are closed, not pooled */
     sg_timer_stop(&t->ready_timer);
     sg_timer_stop(&t->stop_timer);
     for (size_t i = 0; i < t->nheaders; i++) {
@@ -1141,5 +1372,6 @@ sg_transport_t *sg_transport_http_new(sg_loop_t *loop, h2o_context_t *ctx,
     t->client_ctx.io_timeout = sg_loop_timeout_queue(loop, io_ms);
     t->client_ctx.websocket_timeout = NULL;
     t->client_ctx.ssl_ctx = t->ssl_ctx;
+    t->pool = pool_new(t);
     return &t->super;
 }

@@ -190,6 +190,33 @@ void sg_http_server_stop_accepting(sg_http_server_t *s)
     h2o_socket_read_stop(s->listener);
     h2o_socket_close(s->listener);
     s->listener = NULL;
+    h2o_context_request_shutdown(&s->ctx);
+}
+
+static bool timeout_empty(h2o_timeout_t *t)
+{
+    return h2o_linklist_is_empty(&t->_entries);
+}
+
+bool sg_http_server_close_idle(sg_http_server_t *s)
+{
+    if (!s->ctx_ready) {
+        return true;
+    }
+    h2o_loop_t *loop = sg_loop_h2o(s->loop);
+    /* expiring a read timeout is how h2o itself closes an idle connection */
+    h2o_timeout_run(loop, &s->ctx.http1.req_timeout, UINT64_MAX);
+    h2o_timeout_run(loop, &s->ctx.http2.idle_timeout, UINT64_MAX);
+    h2o_timeout_run(loop, &s->ctx.handshake_timeout, UINT64_MAX);
+    h2o_timeout_t *all[] = { &s->ctx.zero_timeout, &s->ctx.one_sec_timeout,
+        &s->ctx.hundred_ms_timeout, &s->ctx.handshake_timeout, &s->ctx.http1.req_timeout,
+        &s->ctx.http2.idle_timeout, &s->ctx.http2.graceful_shutdown_timeout };
+    for (size_t i = 0; i < SG_ARRAY_LEN(all); i++) {
+        if (!timeout_empty(all[i])) {
+            return false;
+        }
+    }
+    return true;
 }
 
 size_t sg_http_server_inflight(const sg_http_server_t *s)

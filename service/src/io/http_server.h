@@ -43,8 +43,18 @@ int sg_http_server_listen(sg_http_server_t *s, const char *host, int port, const
         const char *key, sg_error_t *err) SG_MUSTCHECK;
 /* The port actually bound (useful with port 0). */
 int sg_http_server_port(const sg_http_server_t *s);
-/* Stops accepting new connections; requests in flight continue. Idempotent. */
+/*
+ * Stops accepting new connections and asks h2o to shut down gracefully: HTTP/1.1
+ * responses stop keeping connections alive, HTTP/2 connections get GOAWAY.
+ * Requests in flight continue. Idempotent.
+ */
 void sg_http_server_stop_accepting(sg_http_server_t *s);
+/*
+ * Closes connections that wait idle for a request (their read timeouts are run at
+ * once). Returns true when no connection is left on h2o's timers, i.e. the
+ * context can be disposed.
+ */
+bool sg_http_server_close_idle(sg_http_server_t *s);
 /* Requests whose handler ran and whose memory h2o has not yet released. */
 size_t sg_http_server_inflight(const sg_http_server_t *s);
 /* The h2o context (its proxy.client_ctx serves upstream HTTP clients). */

@@ -343,6 +343,11 @@ int sg_runtime_run(sg_runtime_t *rt, sg_error_t *err)
         SG_LOG_WARN(&log_ctx, "drain bound reached with %zu requests in flight",
                 sg_http_server_inflight(rt->http));
     }
+    /* close idle keep-alive connections and let the last writes finish (bounded) */
+    uint64_t quiet_deadline = sg_clock_now_ms() + 2000;
+    while (!sg_http_server_close_idle(rt->http) && sg_clock_now_ms() < quiet_deadline) {
+        sg_loop_run_once(rt->loop, 10);
+    }
     sg_timer_stop(&rt->probe_timer);
     sg_metric_set(&m_up, 0);
     SG_LOG_INFO(&log_ctx, "stopped");

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The string patterns of schema/bootstrap.schema.json, written as small
+ * scanners over decoded UTF-8 (each says which pattern it is), and the PCRE2
+ * compile check for regexes. Lengths are checked by the walker before these
+ * run, so the regex compile is bounded.
+ */
+#include <stdio.h>
+
+#include <pcre2.h>
+
+#include "core/bootstrap_int.h"
+#include "core/tenant.h"
+
+static bool is_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+const char *sg_bootstrap_test_name(sg_str_t s)
+{
+    return sg_name_is_valid(s) ? NULL : "must be 1-64 of [A-Za-z0-9_.-]";
+}
+
+const char *sg_bootstrap_test_prefix(sg_str_t s)
+{
+    return s.len == 0 || sg_name_is_valid(s) ? NULL : "must be \"\" or 1-64 of [A-Za-z0-9_.-]";
+}
+
+const char *sg_bootstrap_test_env_name(sg_str_t s)
+{
+    bool ok = s.len >= 1 && s.len <= 128 && !(s.ptr[0] >= '0' && s.ptr[0] <= '9');
+    for (size_t i = 0; ok && i < s.len; i++) {
+        ok = is_alnum((unsigned char)s.ptr[i]) || s.ptr[i] == '_';
+    }
+    return ok ? NULL : "must be an environment variable name: [A-Za-z_][A-Za-z0-9_]*, at most 128";
+}
+
+const char *sg_bootstrap_test_header_name(sg_str_t s)
+{
+    bool ok = s.len >= 1 && s.len <= 256;
+    for (size_t i = 0; ok && i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        ok = is_alnum(c) || (c != '\0' && strchr("!#$%&'*+.^_`|~-", c) != NULL);
+    }
+    return ok ? NULL : "must be an HTTP header name (1-256 token characters)";
+}
+
+const char *sg_bootstrap_test_header_value(sg_str_t s)
+{
+    bool ok = memchr(s.ptr, '\r', s.len) == NULL && memchr(s.ptr, '\n', s.len) == NULL;
+    return ok ? NULL : "must not contain CR or LF";
+}
+
+/* Length of "http://" or "https://" at the start of s, or 0. */
+static size_t scheme_len(sg_str_t s)
+{
+    if (sg_str_has_prefix(s, "https://")) {
+        return 8;
+    }
+    return sg_str_has_prefix(s, "http://") ? 7 : 0;
+}
+
+/* Bytes of s from off that may form a URL authority: [A-Za-z0-9._~[]:-]. */
+static size_t authority_len(sg_str_t s, size_t off)
+{
+    size_t i = off;
+    while (i < s.len &&
+           (is_alnum((unsigned char)s.ptr[i]) || strchr("._~[]:-", s.ptr[i]) != NULL) &&
+           s.ptr[i] != '\0') {
+        i++;
+    }
+    return i - off;
+}
+
+const char *sg_bootstrap_test_url(sg_str_t s)
+{
+    size_t off = scheme_len(s), n = off != 0 ? authority_len(s, off) : 0;
+    bool ok = n != 0;
+    size_t i = off + n;
+    if (ok && i < s.len) {
+        ok = s.ptr[i] == '/' || s.ptr[i] == '?' || s.ptr[i] == '#';
+        for (; ok && i < s.len; i++) {
+            ok = s.ptr[i] >= '!' && s.ptr[i] <= '~';
+        }
+    }
+    return ok ? NULL
+              : "must be an http:// or https:// URL of printable ASCII without userinfo "
+                "(credentials go in headers)";
+}
+
+const char *sg_bootstrap_test_origin(sg_str_t s)
+{
+    size_t off = scheme_len(s);
+    bool ok = off != 0 && authority_len(s, off) == s.len - off && s.len > off;
+    return ok ? NULL : "must be an origin: http(s)://host[:port], nothing after";
+}
+
+const char *sg_bootstrap_test_api_key(sg_str_t s)
+{
+    bool ok = s.len >= 32 && s.len <= 256;
+    for (size_t i = 0; ok && i < s.len; i++) {
+        ok = s.ptr[i] >= '!' && s.ptr[i] <= '~';
+    }
+    return ok ? NULL : "must be 32-256 printable ASCII characters";
+}
+
+const char *sg_bootstrap_test_domain(sg_str_t s)
+{
+    size_t i = sg_str_has_prefix(s, "*.") ? 2 : 0;
+    bool ok = i < s.len;
+    for (; ok && i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        ok = c > 0x20 && c != 0x7f && strchr("*/?#:@[]\\", c) == NULL;
+    }
+    return ok ? NULL : "must be a domain or *.domain (no scheme, port, path or spaces)";
+}
+
+bool sg_bootstrap_regex_ok(sg_str_t pattern, char *msg, size_t msgsz)
+{
+    int code;
+    PCRE2_SIZE offset;
+    pcre2_code *re =
+            pcre2_compile((PCRE2_SPTR)pattern.ptr, pattern.len, PCRE2_UTF, &code, &offset, NULL);
+    if (re != NULL) {
+        pcre2_code_free(re);
+        return true;
+    }
+    PCRE2_UCHAR text[160];
+    if (pcre2_get_error_message(code, text, sizeof(text)) < 0) {
+        snprintf((char *)text, sizeof(text), "error %d", code);
+    }
+    snprintf(msg, msgsz, "regex does not compile at offset %zu: %s", (size_t)offset,
+             (const char *)text);
+    return false;
+}
