@@ -35,18 +35,18 @@
 #define BUDGET_FACTOR  8
 #define NO_REGISTRABLE UINT32_MAX
 
-typedef struct host_rec {
+struct host_rec {
     uint32_t off; /* into arena */
     uint32_t reg; /* into arena, or NO_REGISTRABLE */
     bool ip;
-} host_rec_t;
+};
 
 struct sg_domains_scan {
     const psl_ctx_t *psl;
     psl_ctx_t *psl_owned; /* when the built-in list is older than the system's */
     CURLU *url;
     sg_buf_t arena; /* NUL-terminated hosts */
-    host_rec_t hosts[SG_DOMAINS_MAX_HOSTS];
+    struct host_rec hosts[SG_DOMAINS_MAX_HOSTS];
     size_t nhosts;
     bool truncated;
     size_t budget;
@@ -102,7 +102,7 @@ static void store_host(sg_domains_scan_t *s, const char *h, size_t len, bool ip)
     uint32_t off = (uint32_t)s->arena.len;
     sg_buf_append(&s->arena, h, len);
     sg_buf_append(&s->arena, "", 1);
-    host_rec_t *r = &s->hosts[s->nhosts++];
+    struct host_rec *r = &s->hosts[s->nhosts++];
     r->off = off;
     r->ip = ip;
     r->reg = NO_REGISTRABLE;
@@ -397,6 +397,7 @@ static void find_names(sg_domains_scan_t *s, const char *p, size_t len)
 }
 
 /* Each base64 run, at each alignment, whose decoding is text. */
+/* NOLINTNEXTLINE(misc-no-recursion): depth-bounded */
 static void scan_base64(sg_domains_scan_t *s, const char *p, size_t len, unsigned depth)
 {
     sg_buf_t *b = &s->layers[depth];
@@ -420,12 +421,12 @@ static void scan_base64(sg_domains_scan_t *s, const char *p, size_t len, unsigne
     }
 }
 
+/* NOLINTNEXTLINE(misc-no-recursion): depth-bounded */
 static void scan_layers(sg_domains_scan_t *s, const char *p, size_t len, unsigned depth)
 {
-    typedef bool (*decoder_fn)(const char *, size_t, sg_buf_t *);
     static const struct {
         char trigger; /* a byte that must be present; 0: any byte >= 0xE2 */
-        decoder_fn fn;
+        bool (*fn)(const char *p, size_t len, sg_buf_t *out);
     } decoders[] = { { '%', sg_domains_decode_percent },
                      { '\\', sg_domains_decode_backslash },
                      { '&', sg_domains_decode_entities },
@@ -445,6 +446,7 @@ static void scan_layers(sg_domains_scan_t *s, const char *p, size_t len, unsigne
     scan_base64(s, p, len, depth);
 }
 
+/* NOLINTNEXTLINE(misc-no-recursion): depth-bounded */
 static void scan_string(sg_domains_scan_t *s, const char *p, size_t len, unsigned depth)
 {
     if (s->truncated || len == 0) {
@@ -528,6 +530,7 @@ static void scan_json_string(sg_domains_scan_t *s, sg_str_t raw)
     }
 }
 
+/* NOLINTNEXTLINE(misc-no-recursion): depth-bounded */
 static void walk_json(sg_domains_scan_t *s, sg_str_t v, unsigned depth)
 {
     sg_json_type_t t = sg_json_type(v);
@@ -544,9 +547,8 @@ static void walk_json(sg_domains_scan_t *s, sg_str_t v, unsigned depth)
     }
     sg_json_iter_t it = SG_JSON_ITER_INIT(v);
     sg_str_t key, item;
-    int rc;
-    while (!s->truncated && (rc = t == SG_JSON_OBJECT ? sg_json_object_next(&it, &key, &item)
-                                                      : sg_json_array_next(&it, &item)) == 1) {
+    while (!s->truncated && (t == SG_JSON_OBJECT ? sg_json_object_next(&it, &key, &item)
+                                                 : sg_json_array_next(&it, &item)) == 1) {
         if (t == SG_JSON_OBJECT) {
             scan_json_string(s, key);
         }

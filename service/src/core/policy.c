@@ -92,7 +92,7 @@ void sg_policy_result_dispose(sg_policy_result_t *out)
 
 /* ---- matching one rule ------------------------------------------------------- */
 
-typedef struct eval {
+struct eval {
     const sg_policy_t *p;
     const sg_policy_input_t *in;
     sg_policy_ctx_t *ctx;
@@ -100,21 +100,8 @@ typedef struct eval {
     const sg_policy_rule_t *decider;
     bool shadow_found;
     sg_buf_t *why; /* NULL unless tracing */
-} eval_t;
+};
 
-static SG_PRINTF(2, 3) void note(sg_buf_t *why, const char *fmt, ...)
-{
-    if (why == NULL) {
-        return;
-    }
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    sg_buf_reset(why);
-    sg_buf_append_cstr(why, msg);
-}
 
 static bool any_glob(char *const *globs, size_t n, sg_str_t s)
 {
@@ -158,34 +145,35 @@ static sg_policy_tri_t tool_regex_match(const sg_policy_rule_t *r, sg_policy_ctx
 }
 
 /* The argument-independent fields (everything tools/list visibility can know). */
-typedef struct who {
+struct who {
     sg_str_t identity;
     char *const *roles;
     size_t nroles;
     sg_str_t tool, upstream, method;
     sg_tool_class_t tool_class;
-} who_t;
+};
 
-static sg_policy_tri_t static_match(const sg_policy_rule_t *r, const who_t *w, sg_policy_ctx_t *ctx,
-                                    sg_buf_t *why)
+static sg_policy_tri_t static_match(const sg_policy_rule_t *r, const struct who *w,
+                                    sg_policy_ctx_t *ctx, sg_buf_t *why)
 {
     if (r->nmethods != 0 && !any_glob(r->methods, r->nmethods, w->method)) {
-        note(why, "method: not one of the rule's methods");
+        sg_policy_note(why, "method: not one of the rule's methods");
     } else if (r->ntools != 0 && !any_glob(r->tools, r->ntools, w->tool)) {
-        note(why, "tool: no pattern matches");
+        sg_policy_note(why, "tool: no pattern matches");
     } else if (r->nupstreams != 0 && !any_equal(r->upstreams, r->nupstreams, w->upstream)) {
-        note(why, "upstream: not one of the rule's upstreams");
+        sg_policy_note(why, "upstream: not one of the rule's upstreams");
     } else if (r->nidentities != 0 && !any_equal(r->identities, r->nidentities, w->identity)) {
-        note(why, "identities: not one of the rule's identities");
+        sg_policy_note(why, "identities: not one of the rule's identities");
     } else if (r->nroles != 0 && !any_role(r, w->roles, w->nroles)) {
-        note(why, "roles: the identity has none of the rule's roles");
+        sg_policy_note(why, "roles: the identity has none of the rule's roles");
     } else if (r->classes != 0 && (r->classes & SG_POLICY_CLASS_BIT(w->tool_class)) == 0) {
-        note(why, "class: the call is %s", sg_policy_class_name(w->tool_class));
+        sg_policy_note(why, "class: the call is %s", sg_policy_class_name(w->tool_class));
     } else if (r->ntool_regexes != 0) {
         sg_policy_tri_t t = tool_regex_match(r, ctx, w->tool);
         if (t != SG_POLICY_YES) {
-            note(why, "tool_regex: %s",
-                 t == SG_POLICY_NO ? "no pattern matches" : "a pattern hit a resource limit");
+            sg_policy_note(why, "tool_regex: %s",
+                           t == SG_POLICY_NO ? "no pattern matches"
+                                             : "a pattern hit a resource limit");
         }
         return t;
     } else {
@@ -194,7 +182,7 @@ static sg_policy_tri_t static_match(const sg_policy_rule_t *r, const who_t *w, s
     return SG_POLICY_NO;
 }
 
-static sg_policy_tri_t domain_match(eval_t *ev, const sg_policy_rule_t *r)
+static sg_policy_tri_t domain_match(struct eval *ev, const sg_policy_rule_t *r)
 {
     sg_policy_ctx_t *ctx = ev->ctx;
     if (ctx->scan == NULL) {
@@ -207,18 +195,18 @@ static sg_policy_tri_t domain_match(eval_t *ev, const sg_policy_rule_t *r)
     }
     const char *host = sg_domains_list_match(r->domains, ctx->scan);
     if (host != NULL) {
-        note(ev->why, "args_domain: %s", host);
+        sg_policy_note(ev->why, "args_domain: %s", host);
         return SG_POLICY_YES;
     }
     if (sg_domains_scan_truncated(ctx->scan)) {
-        note(ev->why, "args_domain: the arguments exceed the scan bounds");
+        sg_policy_note(ev->why, "args_domain: the arguments exceed the scan bounds");
         return SG_POLICY_UNSURE;
     }
-    note(ev->why, "args_domain: no listed domain in the arguments");
+    sg_policy_note(ev->why, "args_domain: no listed domain in the arguments");
     return SG_POLICY_NO;
 }
 
-static sg_policy_tri_t args_match(eval_t *ev, const sg_policy_rule_t *r)
+static sg_policy_tri_t args_match(struct eval *ev, const sg_policy_rule_t *r)
 {
     sg_policy_tri_t res = SG_POLICY_YES;
     for (size_t i = 0; i < r->nargs; i++) {
@@ -251,11 +239,11 @@ static bool resolve_tri(sg_policy_tri_t t, const sg_policy_rule_t *r, sg_buf_t *
     return r->action != SG_DECISION_ALLOW;
 }
 
-static bool rule_matches(eval_t *ev, const sg_policy_rule_t *r)
+static bool rule_matches(struct eval *ev, const sg_policy_rule_t *r)
 {
     const sg_policy_input_t *in = ev->in;
-    who_t w = { in->identity, in->roles,  in->nroles,    in->tool,
-                in->upstream, in->method, in->tool_class };
+    struct who w = { in->identity, in->roles,  in->nroles,    in->tool,
+                     in->upstream, in->method, in->tool_class };
     if (ev->why != NULL) {
         sg_buf_reset(ev->why);
         sg_buf_append_cstr(ev->why, "matched");
@@ -370,7 +358,7 @@ void sg_policy_index_dispose(sg_policy_t *p)
 
 /* ---- walking the rules ------------------------------------------------------- */
 
-static void add_trace(eval_t *ev, const sg_policy_rule_t *r, bool matched, const char *why)
+static void add_trace(struct eval *ev, const sg_policy_rule_t *r, bool matched, const char *why)
 {
     sg_policy_result_t *out = ev->out;
     out->trace = sg_xrealloc(out->trace, (out->ntrace + 1) * sizeof(*out->trace));
@@ -379,7 +367,7 @@ static void add_trace(eval_t *ev, const sg_policy_rule_t *r, bool matched, const
 }
 
 /* Considers rule i; returns true when nothing later can change the result. */
-static bool visit(eval_t *ev, size_t i)
+static bool visit(struct eval *ev, size_t i)
 {
     const sg_policy_rule_t *r = &ev->p->rules[i];
     if (r->shadow ? ev->shadow_found : ev->decider != NULL) {
@@ -408,27 +396,28 @@ static bool visit(eval_t *ev, size_t i)
 }
 
 /* The rules that can concern a tool: three ascending lists merged in the total order. */
-typedef struct cands {
+struct cands {
     const uint32_t *lists[3];
     size_t lens[3];
     size_t at[3];
-} cands_t;
+};
 
-static void cands_init(cands_t *c, const sg_policy_t *p, sg_str_t tool, sg_str_t upstream)
+static void cands_init(struct cands *c, const sg_policy_t *p, sg_str_t tool, sg_str_t upstream)
 {
     const sg_policy_bucket_t *bt = sg_policy_index_find(&p->by_tool, tool);
     const sg_policy_bucket_t *bu = sg_policy_index_find(&p->by_upstream, upstream);
-    *c = (cands_t){ { bt != NULL ? bt->rules : NULL, bu != NULL ? bu->rules : NULL, p->generic },
-                    { bt != NULL ? bt->n : 0, bu != NULL ? bu->n : 0, p->ngeneric },
-                    { 0, 0, 0 } };
+    *c = (struct cands){ { bt != NULL ? bt->rules : NULL, bu != NULL ? bu->rules : NULL,
+                           p->generic },
+                         { bt != NULL ? bt->n : 0, bu != NULL ? bu->n : 0, p->ngeneric },
+                         { 0, 0, 0 } };
 }
 
-static uint32_t cands_head(const cands_t *c, size_t k)
+static uint32_t cands_head(const struct cands *c, size_t k)
 {
     return c->at[k] < c->lens[k] ? c->lists[k][c->at[k]] : UINT32_MAX;
 }
 
-static bool cands_next(cands_t *c, size_t *out)
+static bool cands_next(struct cands *c, size_t *out)
 {
     uint32_t next = SG_MIN(cands_head(c, 0), SG_MIN(cands_head(c, 1), cands_head(c, 2)));
     if (next == UINT32_MAX) {
@@ -441,9 +430,9 @@ static bool cands_next(cands_t *c, size_t *out)
     return true;
 }
 
-static void walk_indexed(eval_t *ev)
+static void walk_indexed(struct eval *ev)
 {
-    cands_t c;
+    struct cands c;
     size_t i;
     cands_init(&c, ev->p, ev->in->tool, ev->in->upstream);
     while (cands_next(&c, &i) && !visit(ev, i)) {
@@ -486,9 +475,8 @@ void sg_policy_eval(const sg_policy_t *p, const sg_policy_input_t *in, sg_policy
     }
     sg_policy_ctx_t *tmp = in->ctx == NULL ? sg_policy_ctx_new() : NULL;
     sg_buf_t why = SG_BUF_INIT;
-    eval_t ev = {
-        p, in, tmp != NULL ? tmp : in->ctx, out, NULL, false, in->want_trace ? &why : NULL
-    };
+    struct eval ev = { p,    in,    tmp != NULL ? tmp : in->ctx, out,
+                       NULL, false, in->want_trace ? &why : NULL };
     ev.ctx->scanned = false;
     if (in->want_trace) {
         for (size_t i = 0; i < p->nrules; i++) {
@@ -529,10 +517,12 @@ bool sg_policy_tool_visible(const sg_policy_t *p, sg_str_t identity, char *const
     if (p == NULL) {
         return false;
     }
-    who_t w = { identity, roles, nroles, tool, upstream, SG_STR_LIT("tools/call"), tool_class };
+    struct who w = {
+        identity, roles, nroles, tool, upstream, SG_STR_LIT("tools/call"), tool_class
+    };
     sg_policy_ctx_t *ctx = NULL;
     int verdict = -1; /* -1: undecided, 0: hidden, 1: visible */
-    cands_t c;
+    struct cands c;
     size_t i;
     cands_init(&c, p, tool, upstream);
     while (verdict < 0 && cands_next(&c, &i)) {

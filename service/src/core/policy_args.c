@@ -121,7 +121,8 @@ int sg_policy_path_parse(sg_str_t path, sg_policy_argtest_t *t, sg_error_t *err)
     for (size_t i = 0; i <= path.len && rc == SG_OK; i++) {
         char c = i < path.len ? path.ptr[i] : '.';
         if (c == '\\' && i + 1 < path.len && (path.ptr[i + 1] == '.' || path.ptr[i + 1] == '\\')) {
-            sg_buf_append_char(&seg, path.ptr[++i]);
+            i++;
+            sg_buf_append_char(&seg, path.ptr[i]);
         } else if (c == '\\') {
             rc = sg_error_set(err, SG_EINVAL, "'\\' must be followed by '.' or '\\'");
         } else if (c != '.') {
@@ -180,18 +181,17 @@ sg_policy_tri_t sg_policy_regex_test(sg_policy_ctx_t *ctx, const pcre2_code *re,
     return rc == PCRE2_ERROR_NOMATCH ? SG_POLICY_NO : SG_POLICY_UNSURE;
 }
 
-static SG_PRINTF(2, 3) void note(sg_buf_t *why, const char *fmt, ...)
+void sg_policy_note(sg_buf_t *why, const char *fmt, ...)
 {
-    if (why == NULL) {
-        return;
-    }
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    sg_buf_reset(why);
-    sg_buf_append_cstr(why, msg);
+    if (why != NULL && n >= 0) {
+        sg_buf_reset(why);
+        sg_buf_append_cstr(why, msg);
+    }
 }
 
 static size_t count_code_points(sg_str_t s)
@@ -255,22 +255,23 @@ static sg_policy_tri_t run_checks(const sg_policy_argtest_t *t, sg_policy_ctx_t 
                                   sg_json_type_t type, sg_str_t text, sg_buf_t *why)
 {
     if (t->has_equals && !equals_ok(t, type, text)) {
-        note(why, "args.%s: not equal", t->path);
+        sg_policy_note(why, "args.%s: not equal", t->path);
         return SG_POLICY_NO;
     }
     if (t->prefix != NULL && !prefix_ok(t, text)) {
-        note(why, "args.%s: prefix does not match", t->path);
+        sg_policy_note(why, "args.%s: prefix does not match", t->path);
         return SG_POLICY_NO;
     }
     if (t->max_len != SG_POLICY_NO_MAX_LEN && count_code_points(text) > (size_t)t->max_len) {
-        note(why, "args.%s: longer than %lld", t->path, (long long)t->max_len);
+        sg_policy_note(why, "args.%s: longer than %lld", t->path, (long long)t->max_len);
         return SG_POLICY_NO;
     }
     if (t->regex != NULL) {
         sg_policy_tri_t m = sg_policy_regex_test(ctx, t->regex, text);
         if (m != SG_POLICY_YES) {
-            note(why, "args.%s: %s", t->path,
-                 m == SG_POLICY_NO ? "regex does not match" : "regex hit a resource limit");
+            sg_policy_note(why, "args.%s: %s", t->path,
+                           m == SG_POLICY_NO ? "regex does not match"
+                                             : "regex hit a resource limit");
             return m;
         }
     }
@@ -287,17 +288,17 @@ sg_policy_tri_t sg_policy_argtest_run(const sg_policy_argtest_t *t, sg_policy_ct
 {
     sg_str_t v, text;
     if (!resolve(t, arguments, &v)) {
-        note(why, "args.%s: not present", t->path);
+        sg_policy_note(why, "args.%s: not present", t->path);
         return SG_POLICY_NO;
     }
     sg_json_type_t type = sg_json_type(v);
     if (type == SG_JSON_OBJECT || type == SG_JSON_ARRAY) {
-        note(why, "args.%s: an %s, not a scalar", t->path,
-             type == SG_JSON_OBJECT ? "object" : "array");
+        sg_policy_note(why, "args.%s: an %s, not a scalar", t->path,
+                       type == SG_JSON_OBJECT ? "object" : "array");
         return SG_POLICY_UNSURE;
     }
     if (!value_text(ctx, v, &text) || (t->type == SG_POLICY_ARG_PATH && type != SG_JSON_STRING)) {
-        note(why, "args.%s: a path test needs a string", t->path);
+        sg_policy_note(why, "args.%s: a path test needs a string", t->path);
         return SG_POLICY_NO;
     }
     if (type != SG_JSON_STRING || t->type == SG_POLICY_ARG_STRING || !path_like(text)) {
@@ -312,7 +313,7 @@ sg_policy_tri_t sg_policy_argtest_run(const sg_policy_argtest_t *t, sg_policy_ct
     sg_policy_tri_t a = run_checks(t, ctx, type, text, why);
     sg_policy_tri_t b = run_checks(t, ctx, type, norm, why);
     if (a != b) {
-        note(why, "args.%s: the path reads differently once normalised", t->path);
+        sg_policy_note(why, "args.%s: the path reads differently once normalised", t->path);
         return SG_POLICY_UNSURE;
     }
     return a;

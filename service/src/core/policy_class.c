@@ -111,7 +111,7 @@ static int name_class(sg_str_t name)
         }
         if (letter) {
             if (n < MAX_VERB) {
-                w[n] = (char)(c | 0x20);
+                w[n] = (char)((unsigned char)c | 0x20u);
             }
             n++;
         }

@@ -133,6 +133,9 @@ typedef enum sg_policy_tri {
 
 /* ---- policy_args.c ---- */
 
+/* Replaces the text in why (a trace note) with the formatted message; why NULL: no-op. */
+void sg_policy_note(sg_buf_t *why, const char *fmt, ...) SG_PRINTF(2, 3);
+
 /* Glob with * (any run, also empty) and ? (one byte); everything else literal. */
 bool sg_policy_glob(const char *pattern, sg_str_t s);
 bool sg_policy_glob_is_literal(const char *pattern);

@@ -25,15 +25,15 @@
 #define MAX_POINTER   1024
 #define PCRE2_OPTIONS (PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_BACKSLASH_C)
 
-typedef struct loader {
+struct loader {
     sg_policy_problems_t *problems; /* the caller's, or a local one */
     size_t total;                   /* problems found, also past the cap */
-} loader_t;
+};
 
 /* ---- problems ------------------------------------------------------------ */
 
-static SG_PRINTF(4, 5) void problem(loader_t *l, const char *pointer, long offset, const char *fmt,
-                                    ...)
+static SG_PRINTF(4, 5) void problem(struct loader *l, const char *pointer, long offset,
+                                    const char *fmt, ...)
 {
     char msg[SG_ERROR_MSG_MAX];
     va_list ap;
@@ -93,7 +93,8 @@ static char *decode_string(sg_str_t raw)
 }
 
 /* A string member of at most max bytes (empty allowed only when allow_empty). */
-static char *string_at(loader_t *l, sg_str_t v, const char *where, size_t max, bool allow_empty)
+static char *string_at(struct loader *l, sg_str_t v, const char *where, size_t max,
+                       bool allow_empty)
 {
     char *s = decode_string(v);
     if (s == NULL) {
@@ -124,10 +125,9 @@ static void free_strs(char **v, size_t n)
  * A string or a non-empty array of non-empty strings. Calls each(l, s, at,
  * ctx) for every element with its pointer (ownership of s passes to it).
  */
-typedef void (*list_item_fn)(loader_t *l, char *s, const char *at, void *ctx);
 
-static void load_list(loader_t *l, sg_str_t v, const char *where, size_t max, list_item_fn each,
-                      void *ctx)
+static void load_list(struct loader *l, sg_str_t v, const char *where, size_t max,
+                      void (*each)(struct loader *l, char *s, const char *at, void *ctx), void *ctx)
 {
     char at[MAX_POINTER];
     if (sg_json_type(v) == SG_JSON_STRING) {
@@ -160,22 +160,22 @@ static void load_list(loader_t *l, sg_str_t v, const char *where, size_t max, li
     }
 }
 
-typedef struct str_vec {
+struct str_vec {
     char ***v;
     size_t *n;
-} str_vec_t;
+};
 
-static void collect_str(loader_t *l, char *s, const char *at, void *ctx)
+static void collect_str(struct loader *l, char *s, const char *at, void *ctx)
 {
     (void)l;
     (void)at;
-    str_vec_t *sv = ctx;
+    struct str_vec *sv = ctx;
     push_str(sv->v, sv->n, s);
 }
 
 /* ---- regexes --------------------------------------------------------------- */
 
-static pcre2_code *compile_regex(loader_t *l, const char *pattern, const char *where)
+static pcre2_code *compile_regex(struct loader *l, const char *pattern, const char *where)
 {
     int code;
     PCRE2_SIZE off;
@@ -197,20 +197,21 @@ static pcre2_code *compile_regex(loader_t *l, const char *pattern, const char *w
     return re;
 }
 
-static void collect_regex(loader_t *l, char *s, const char *at, void *ctx)
+static void collect_regex(struct loader *l, char *s, const char *at, void *ctx)
 {
     sg_policy_rule_t *r = ctx;
     pcre2_code *re = compile_regex(l, s, at);
     free(s);
     if (re != NULL) {
-        r->tool_regexes = sg_xrealloc(r->tool_regexes, (r->ntool_regexes + 1) * sizeof(re));
+        r->tool_regexes =
+                sg_xrealloc(r->tool_regexes, (r->ntool_regexes + 1) * sizeof(pcre2_code *));
         r->tool_regexes[r->ntool_regexes++] = re;
     }
 }
 
 /* ---- match fields ---------------------------------------------------------- */
 
-static void collect_class(loader_t *l, char *s, const char *at, void *ctx)
+static void collect_class(struct loader *l, char *s, const char *at, void *ctx)
 {
     sg_policy_rule_t *r = ctx;
     sg_tool_class_t c;
@@ -222,7 +223,7 @@ static void collect_class(loader_t *l, char *s, const char *at, void *ctx)
     free(s);
 }
 
-static void collect_domain(loader_t *l, char *s, const char *at, void *ctx)
+static void collect_domain(struct loader *l, char *s, const char *at, void *ctx)
 {
     sg_policy_rule_t *r = ctx;
     sg_error_t err = { 0 };
@@ -232,7 +233,7 @@ static void collect_domain(loader_t *l, char *s, const char *at, void *ctx)
     free(s);
 }
 
-static void load_args_domain(loader_t *l, sg_policy_rule_t *r, sg_str_t v, const char *where)
+static void load_args_domain(struct loader *l, sg_policy_rule_t *r, sg_str_t v, const char *where)
 {
     r->domains = sg_domains_list_new();
     load_list(l, v, where, MAX_DOMAINS, collect_domain, r);
@@ -240,7 +241,7 @@ static void load_args_domain(loader_t *l, sg_policy_rule_t *r, sg_str_t v, const
 }
 
 /* The "type" of an argument test: false (and a problem) when it is neither path nor string. */
-static bool test_type(loader_t *l, sg_str_t test, const char *where, sg_policy_argtype_t *type)
+static bool test_type(struct loader *l, sg_str_t test, const char *where, sg_policy_argtype_t *type)
 {
     char at[MAX_POINTER];
     sg_str_t v;
@@ -257,7 +258,7 @@ static bool test_type(loader_t *l, sg_str_t test, const char *where, sg_policy_a
     return false;
 }
 
-static void load_equals(loader_t *l, sg_policy_argtest_t *t, sg_str_t v, const char *at)
+static void load_equals(struct loader *l, sg_policy_argtest_t *t, sg_str_t v, const char *at)
 {
     t->has_equals = true;
     t->equals_type = sg_json_type(v);
@@ -283,7 +284,7 @@ static void load_equals(loader_t *l, sg_policy_argtest_t *t, sg_str_t v, const c
     }
 }
 
-static void load_prefix(loader_t *l, sg_policy_argtest_t *t, sg_str_t v, const char *at)
+static void load_prefix(struct loader *l, sg_policy_argtest_t *t, sg_str_t v, const char *at)
 {
     char *s = string_at(l, v, at, MAX_PATTERN, false);
     if (s == NULL) {
@@ -304,7 +305,7 @@ static void load_prefix(loader_t *l, sg_policy_argtest_t *t, sg_str_t v, const c
 }
 
 /* One member of an argument test object. */
-static void load_test_member(loader_t *l, sg_policy_argtest_t *t, const char *key, sg_str_t v,
+static void load_test_member(struct loader *l, sg_policy_argtest_t *t, const char *key, sg_str_t v,
                              const char *at)
 {
     int64_t n;
@@ -327,7 +328,7 @@ static void load_test_member(loader_t *l, sg_policy_argtest_t *t, const char *ke
     }
 }
 
-static void load_test(loader_t *l, sg_policy_argtest_t *t, sg_str_t test, const char *where)
+static void load_test(struct loader *l, sg_policy_argtest_t *t, sg_str_t test, const char *where)
 {
     char at[MAX_POINTER];
     sg_error_t err = { 0 };
@@ -356,7 +357,7 @@ static void load_test(loader_t *l, sg_policy_argtest_t *t, sg_str_t test, const 
     }
 }
 
-static void load_args(loader_t *l, sg_policy_rule_t *r, sg_str_t v, const char *where)
+static void load_args(struct loader *l, sg_policy_rule_t *r, sg_str_t v, const char *where)
 {
     char at[MAX_POINTER];
     if (sg_json_type(v) != SG_JSON_OBJECT) {
@@ -386,7 +387,7 @@ static void load_args(loader_t *l, sg_policy_rule_t *r, sg_str_t v, const char *
     }
 }
 
-static void load_match_field(loader_t *l, sg_policy_rule_t *r, const char *key, sg_str_t v,
+static void load_match_field(struct loader *l, sg_policy_rule_t *r, const char *key, sg_str_t v,
                              const char *at)
 {
     struct {
@@ -400,7 +401,7 @@ static void load_match_field(loader_t *l, sg_policy_rule_t *r, const char *key, 
                   { "identities", &r->identities, &r->nidentities } };
     for (size_t i = 0; i < SG_ARRAY_LEN(lists); i++) {
         if (strcmp(key, lists[i].key) == 0) {
-            str_vec_t sv = { lists[i].v, lists[i].n };
+            struct str_vec sv = { lists[i].v, lists[i].n };
             load_list(l, v, at, MAX_LIST, collect_str, &sv);
             return;
         }
@@ -420,7 +421,7 @@ static void load_match_field(loader_t *l, sg_policy_rule_t *r, const char *key, 
     }
 }
 
-static void load_match(loader_t *l, sg_policy_rule_t *r, sg_str_t m, const char *where)
+static void load_match(struct loader *l, sg_policy_rule_t *r, sg_str_t m, const char *where)
 {
     char at[MAX_POINTER];
     if (sg_json_type(m) != SG_JSON_OBJECT) {
@@ -449,7 +450,7 @@ static bool name_ok(const char *s)
     return strcmp(s, "default") != 0;
 }
 
-static void load_action(loader_t *l, sg_policy_rule_t *r, sg_str_t v, const char *at)
+static void load_action(struct loader *l, sg_policy_rule_t *r, sg_str_t v, const char *at)
 {
     static const char *const actions[] = { "deny", "approve", "allow" };
     for (size_t i = 0; i < SG_ARRAY_LEN(actions); i++) {
@@ -462,7 +463,7 @@ static void load_action(loader_t *l, sg_policy_rule_t *r, sg_str_t v, const char
 }
 
 /* One member of a rule object; sets *seen bits for name (1) and action (2). */
-static void load_rule_member(loader_t *l, sg_policy_rule_t *r, const char *key, sg_str_t v,
+static void load_rule_member(struct loader *l, sg_policy_rule_t *r, const char *key, sg_str_t v,
                              const char *at, unsigned *seen)
 {
     if (strcmp(key, "name") == 0) {
@@ -493,7 +494,7 @@ static void load_rule_member(loader_t *l, sg_policy_rule_t *r, const char *key, 
     }
 }
 
-static void load_rule(loader_t *l, sg_policy_rule_t *r, sg_str_t raw, const char *where)
+static void load_rule(struct loader *l, sg_policy_rule_t *r, sg_str_t raw, const char *where)
 {
     char at[MAX_POINTER];
     unsigned seen = 0;
@@ -547,16 +548,16 @@ static int cmp_name_ptr(const void *a, const void *b)
     return c != 0 ? c : (x < y ? -1 : x > y);
 }
 
-static void check_unique_names(loader_t *l, sg_policy_rule_t *rules, size_t n)
+static void check_unique_names(struct loader *l, sg_policy_rule_t *rules, size_t n)
 {
-    const sg_policy_rule_t **v = sg_xcalloc(n != 0 ? n : 1, sizeof(*v));
+    const sg_policy_rule_t **v = sg_xcalloc(n != 0 ? n : 1, sizeof(void *));
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (rules[i].name != NULL) {
             v[m++] = &rules[i];
         }
     }
-    qsort(v, m, sizeof(*v), cmp_name_ptr);
+    qsort((void *)v, m, sizeof(void *), cmp_name_ptr);
     for (size_t i = 1; i < m; i++) {
         if (strcmp(v[i]->name, v[i - 1]->name) == 0) {
             char at[MAX_POINTER];
@@ -568,7 +569,7 @@ static void check_unique_names(loader_t *l, sg_policy_rule_t *rules, size_t n)
     free(v);
 }
 
-static void load_rules(loader_t *l, sg_policy_t *p, sg_str_t doc)
+static void load_rules(struct loader *l, sg_policy_t *p, sg_str_t doc)
 {
     char where[MAX_POINTER];
     sg_str_t v, item;
@@ -597,7 +598,7 @@ static void load_rules(loader_t *l, sg_policy_t *p, sg_str_t doc)
 
 /* ---- defaults and classes -------------------------------------------------- */
 
-static void apply_profile(loader_t *l, sg_policy_t *p, sg_str_t doc, bool have_no_match)
+static void apply_profile(struct loader *l, sg_policy_t *p, sg_str_t doc, bool have_no_match)
 {
     static const struct {
         const char *name;
@@ -622,7 +623,7 @@ static void apply_profile(loader_t *l, sg_policy_t *p, sg_str_t doc, bool have_n
     }
 }
 
-static void load_default_member(loader_t *l, sg_policy_t *p, const char *key, sg_str_t v,
+static void load_default_member(struct loader *l, sg_policy_t *p, const char *key, sg_str_t v,
                                 const char *at)
 {
     static const char *const no_match[] = { "deny", "allow_non_destructive", "allow" };
@@ -644,7 +645,7 @@ static void load_default_member(loader_t *l, sg_policy_t *p, const char *key, sg
     /* other members belong to other modules (scanning, quarantine, ...) */
 }
 
-static void load_defaults(loader_t *l, sg_policy_t *p, sg_str_t doc)
+static void load_defaults(struct loader *l, sg_policy_t *p, sg_str_t doc)
 {
     char at[MAX_POINTER];
     sg_str_t d, k, v;
@@ -671,7 +672,7 @@ int sg_policy_override_cmp(const void *a, const void *b)
                   ((const sg_policy_class_override_t *)b)->tool);
 }
 
-static void load_classes(loader_t *l, sg_policy_t *p, sg_str_t doc)
+static void load_classes(struct loader *l, sg_policy_t *p, sg_str_t doc)
 {
     char at[MAX_POINTER];
     sg_str_t c, k, v;
@@ -737,7 +738,7 @@ int sg_policy_compile(sg_str_t doc, sg_policy_t **out, sg_policy_problems_t *pro
                       sg_error_t *err)
 {
     sg_policy_problems_t local = SG_POLICY_PROBLEMS_INIT;
-    loader_t l = { problems != NULL ? problems : &local, 0 };
+    struct loader l = { problems != NULL ? problems : &local, 0 };
     sg_error_t verr = { 0 };
     sg_policy_t *p = NULL;
     size_t first = l.problems->count;

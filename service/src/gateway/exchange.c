@@ -35,6 +35,38 @@ sg_exchange_t *sg_exchange_new(h2o_req_t *req, sg_loop_t *loop, bool sse_allowed
     return ex;
 }
 
+sg_exchange_t *sg_exchange_new_member(sg_batch_t *b, sg_loop_t *loop)
+{
+    sg_exchange_t *ex = sg_xcalloc(1, sizeof(*ex));
+    ex->refs = 1;
+    ex->loop = loop;
+    ex->batch = b;
+    b->pending++;
+    sg_http_guard_ref(&b->guard);
+    return ex;
+}
+
+void sg_batch_add(sg_batch_t *b, sg_str_t json)
+{
+    if (b->answers++ != 0) {
+        sg_buf_append_char(&b->out, ',');
+    }
+    sg_buf_append_str(&b->out, json);
+}
+
+void sg_batch_done(sg_batch_t *b)
+{
+    if (--b->pending != 0 || b->guard.req == NULL) {
+        return;
+    }
+    if (b->answers == 0) {
+        sg_http_reply(b->guard.req, 202, NULL, SG_STR_NULL);
+        return;
+    }
+    sg_buf_append_char(&b->out, ']');
+    sg_http_reply_json(b->guard.req, 200, sg_buf_str(&b->out));
+}
+
 void sg_exchange_ref(sg_exchange_t *ex)
 {
     ex->refs++;
@@ -59,6 +91,9 @@ void sg_exchange_unref(sg_exchange_t *ex)
     sg_buf_dispose(&ex->inflight);
     sg_tenant_unref(ex->snap);
     free(ex->body);
+    if (ex->batch != NULL) {
+        sg_http_guard_unref(&ex->batch->guard);
+    }
     free(ex);
 }
 
@@ -158,6 +193,12 @@ void sg_exchange_send_interim(sg_exchange_t *ex, sg_str_t json)
 void sg_exchange_finish(sg_exchange_t *ex, sg_str_t json)
 {
     if (ex->finished) {
+        return;
+    }
+    if (ex->batch != NULL) {
+        ex->finished = true;
+        sg_batch_add(ex->batch, json);
+        sg_batch_done(ex->batch);
         return;
     }
     if (ex->req == NULL) {

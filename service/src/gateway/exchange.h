@@ -17,8 +17,29 @@
 #include "base/buf.h"
 #include "base/sg.h"
 #include "gateway/upstream.h"
+#include "io/http_guard.h"
 
 typedef struct sg_exchange sg_exchange_t;
+typedef struct sg_batch sg_batch_t;
+
+/*
+ * A JSON-RPC batch (2025-03-26 sessions): its members' final messages are
+ * collected and sent as one JSON array when the last one is done (202 when the
+ * batch held no request). Members never stream: interim messages are dropped.
+ */
+struct sg_batch {
+    sg_http_guard_t guard; /* first: the HTTP request */
+    sg_buf_t out;          /* "[" + answers so far */
+    size_t pending;        /* members not finished, +1 while the batch is being dispatched */
+    size_t answers;
+    char *body;            /* owned; the members' messages borrow from it */
+    void *parsed;          /* owned sg_jsonrpc_batch_t */
+};
+
+/* Ends one pending unit of the batch; sends the array when none is left. */
+void sg_batch_done(sg_batch_t *b);
+/* Adds an answer made without an exchange (ping, per-member errors). */
+void sg_batch_add(sg_batch_t *b, sg_str_t json);
 
 typedef struct sg_subcall {
     sg_upcall_t call;
@@ -63,10 +84,13 @@ struct sg_exchange {
     sg_exchange_t *next; /* gate's list of live exchanges */
     sg_exchange_t *prev;
     uint64_t started_us;
+    sg_batch_t *batch;   /* set for batch members (one reference held) */
 };
 
 /* A new exchange bound to req (adds the request's reference). */
 sg_exchange_t *sg_exchange_new(h2o_req_t *req, sg_loop_t *loop, bool sse_allowed);
+/* A member of batch b (takes a reference on b); the caller holds the one reference returned. */
+sg_exchange_t *sg_exchange_new_member(sg_batch_t *b, sg_loop_t *loop);
 void sg_exchange_ref(sg_exchange_t *ex);
 void sg_exchange_unref(sg_exchange_t *ex);
 

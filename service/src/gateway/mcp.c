@@ -307,6 +307,85 @@ static void dispatch(sg_gate_t *gate, h2o_req_t *req, const sg_jsonrpc_msg_t *m,
     sg_relay_request(gate, ex, t, id, m); /* the request's link holds the exchange */
 }
 
+/* ---- batches (2025-03-26 sessions only) ---- */
+
+static void batch_free(sg_http_guard_t *g)
+{
+    sg_batch_t *b = (sg_batch_t *)g;
+    sg_jsonrpc_batch_dispose(b->parsed);
+    free(b->parsed);
+    free(b->body);
+    sg_buf_dispose(&b->out);
+}
+
+static void batch_member(sg_gate_t *gate, sg_batch_t *b, const sg_jsonrpc_msg_t *m,
+        sg_gate_tenant_t *t, const sg_identity_t *id, const sg_session_claims_t *claims)
+{
+    sg_buf_t one = SG_BUF_INIT;
+    if (m->kind == SG_JSONRPC_NOTIFICATION) {
+        if (sg_str_eq_cstr(m->method, "notifications/cancelled") && m->params.len != 0) {
+            sg_str_t rid;
+            if (sg_json_object_get(m->params, "requestId", &rid) == SG_OK) {
+                sg_relay_cancel(gate, claims->nonce, rid);
+            }
+        }
+    } else if (m->kind != SG_JSONRPC_REQUEST) {
+        sg_relay_agent_response(gate, t, m);
+    } else if (sg_str_eq_cstr(m->method, "ping")) {
+        sg_jsonrpc_write_result(&one, m->id, SG_STR_LIT("{}"));
+    } else if (sg_str_eq_cstr(m->method, "initialize")) {
+        sg_jsonrpc_write_error(&one, m->id, -32600, "initialize must not be batched",
+                SG_STR_NULL);
+    } else {
+        sg_exchange_t *ex = sg_exchange_new_member(b, gate->loop);
+        ex->client_id = m->id;
+        ex->snap = sg_tenant_ref(t->snap);
+        ex->owner = gate;
+        ex->started_us = sg_clock_now_us();
+        memcpy(ex->session_nonce, claims->nonce, sizeof(ex->session_nonce));
+        snprintf(ex->tenant, sizeof(ex->tenant), "%s", t->name);
+        snprintf(ex->identity, sizeof(ex->identity), "%s", id->name);
+        sg_relay_request(gate, ex, t, id, m);
+        sg_exchange_unref(ex);
+    }
+    if (one.len != 0) {
+        sg_batch_add(b, sg_buf_str(&one));
+    }
+    sg_buf_dispose(&one);
+}
+
+static void handle_batch(sg_gate_t *gate, h2o_req_t *req, sg_gate_tenant_t *t,
+        const sg_identity_t *id, char *body, sg_jsonrpc_batch_t *parsed)
+{
+    sg_session_claims_t claims;
+    int rc = check_session(gate, req, t, id, &claims);
+    sg_str_t pv = sg_http_header(req, "mcp-protocol-version");
+    if (rc == SG_OK && strcmp(claims.version, "2025-03-26") != 0 &&
+            !(pv.len != 0 && sg_str_eq_cstr(pv, "2025-03-26"))) {
+        reply_sg_error(req, SG_EREQUEST, SG_STR_NULL,
+                "JSON-RPC batches are only accepted in sessions at protocol 2025-03-26");
+        rc = SG_EREQUEST;
+    } else if (rc != SG_OK) {
+        reply_sg_error(req, rc, SG_STR_NULL, NULL);
+    }
+    if (rc != SG_OK) {
+        sg_jsonrpc_batch_dispose(parsed);
+        free(body);
+        return;
+    }
+    sg_batch_t *b = sg_http_guard_new(req, sizeof(*b), batch_free);
+    b->body = body;
+    b->parsed = sg_xmemdup(parsed, sizeof(*parsed));
+    b->pending = 1; /* released below, once every member is dispatched */
+    sg_buf_append_char(&b->out, '[');
+    sg_jsonrpc_batch_t *pb = b->parsed;
+    for (size_t i = 0; i < pb->count; i++) {
+        batch_member(gate, b, &pb->msgs[i], t, id, &claims);
+    }
+    sg_batch_done(b);
+    sg_http_guard_unref(&b->guard);
+}
+
 static void handle_post(sg_gate_t *gate, h2o_req_t *req, sg_gate_tenant_t *t,
         const sg_identity_t *id)
 {
@@ -339,10 +418,7 @@ static void handle_post(sg_gate_t *gate, h2o_req_t *req, sg_gate_tenant_t *t,
     }
     sg_metric_add(&m_requests, (int64_t)batch.count);
     if (batch.is_batch) {
-        /* TODO(relay, issue 3): JSON-RPC batches of 2025-03-26 sessions */
-        reply_sg_error(req, SG_EREQUEST, SG_STR_NULL, "JSON-RPC batches are not supported");
-        sg_jsonrpc_batch_dispose(&batch);
-        free(body);
+        handle_batch(gate, req, t, id, body, &batch); /* takes body and batch */
         return;
     }
     sg_jsonrpc_msg_t m = batch.msgs[0];
