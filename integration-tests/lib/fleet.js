@@ -120,7 +120,7 @@ export const LB_POLICY = Object.freeze({
 
 const TEMPLATE = `# Written by integration-tests/lib/fleet.js at run time; do not edit.
 global
-    log stdout format raw local0 info
+    log stdout format raw local0 notice
     maxconn 4096
     stats socket {{STATS_SOCKET}} mode 600 level admin
     hard-stop-after 5s
@@ -129,7 +129,6 @@ defaults
     mode http
     log global
     option dontlognull
-    option httplog
     timeout connect 1s
     timeout client 3660s
     timeout server 3660s

@@ -15,6 +15,8 @@
 #include "base/json.h"
 #include "base/mem.h"
 #include "core/bootstrap_int.h"
+#include "core/policy.h"
+#include "core/tenant.h"
 
 /* ---- problems ------------------------------------------------------------ */
 
@@ -162,6 +164,48 @@ static sg_bootstrap_t *bootstrap_new(const char *json, size_t len)
     return b;
 }
 
+/*
+ * Last check: the stored document compiles the way a replica compiles it
+ * (core/tenant.c for identities and upstreams, core/policy_load.c for rules,
+ * classes and defaults), so nothing is stored that replicas would refuse and
+ * keep their old snapshot over. Rules are stored as given, so the policy
+ * compiler's pointers (/policies/2/...) are pointers into the payload too.
+ */
+static int check_compiles(const sg_bootstrap_t *b, sg_problems_t *problems)
+{
+    static const char zeros[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    const char **hashes = sg_xcalloc(b->nidentities + 1, sizeof(*hashes));
+    for (size_t i = 0; i < b->nidentities; i++) {
+        hashes[i] = zeros;
+    }
+    sg_buf_t doc = SG_BUF_INIT;
+    int rc = sg_bootstrap_expand(b, 0, hashes, &doc);
+    free((void *)hashes);
+    SG_BUG_ON(rc != SG_OK);
+    sg_tenant_t *t = NULL;
+    sg_error_t err = { 0 };
+    if (sg_tenant_parse(doc.data, doc.len, &t, &err) != SG_OK) {
+        sg_problems_add(problems, "", "the stored form would be refused: %s", err.msg);
+        rc = SG_EPARAMS;
+    }
+    sg_tenant_unref(t);
+    sg_policy_t *policy = NULL;
+    sg_policy_problems_t pp = SG_POLICY_PROBLEMS_INIT;
+    if (sg_policy_compile(sg_buf_str(&doc), &policy, &pp, NULL) != SG_OK) {
+        for (size_t i = 0; i < pp.count; i++) {
+            sg_problems_add(problems, pp.items[i].pointer, "%s", pp.items[i].error);
+        }
+        if (pp.count == 0) {
+            sg_problems_add(problems, "/policies", "the policy does not compile");
+        }
+        rc = SG_EPARAMS;
+    }
+    sg_policy_unref(policy);
+    sg_policy_problems_dispose(&pp);
+    sg_buf_dispose(&doc);
+    return rc;
+}
+
 int sg_bootstrap_validate(const char *json, size_t len, sg_bootstrap_t **out,
                           sg_problems_t *problems)
 {
@@ -185,7 +229,13 @@ int sg_bootstrap_validate(const char *json, size_t len, sg_bootstrap_t **out,
     if (w.found != 0) {
         return SG_EPARAMS;
     }
-    *out = bootstrap_new(json, len);
+    sg_bootstrap_t *b = bootstrap_new(json, len);
+    rc = check_compiles(b, problems);
+    if (rc != SG_OK) {
+        sg_bootstrap_free(b);
+        return rc;
+    }
+    *out = b;
     return SG_OK;
 }
 

@@ -106,9 +106,17 @@ static void check_upstream_kind(sg_bootstrap_walk_t *w, sg_str_t v)
 
 static void check_arg_test(sg_bootstrap_walk_t *w, sg_str_t v)
 {
+    sg_str_t type, equals;
     if (!has_member(v, "regex") && !has_member(v, "equals") && !has_member(v, "prefix") &&
         !has_member(v, "max_len")) {
         sg_bootstrap_report(w, "needs at least one of regex, equals, prefix, max_len");
+    }
+    if (sg_json_object_get(v, "type", &type) == SG_OK && sg_json_string_eq(type, "path") &&
+        sg_json_object_get(v, "equals", &equals) == SG_OK &&
+        sg_json_type(equals) != SG_JSON_STRING) {
+        size_t mark = sg_bootstrap_push_key(w, "equals", 6);
+        sg_bootstrap_report(w, "must be a string when type is path");
+        sg_bootstrap_pop(w, mark);
     }
 }
 
@@ -118,18 +126,7 @@ static const char *const profiles[] = { "strict", "standard", "permissive", NULL
 static const char *const classes[] = { "read", "write", "destructive", NULL };
 static const char *const actions[] = { "allow", "deny", "approve", NULL };
 static const char *const rule_modes[] = { "enforce", "shadow", NULL };
-static const char *const methods[] = { "tools/call",
-                                       "tools/list",
-                                       "resources/read",
-                                       "resources/list",
-                                       "resources/templates/list",
-                                       "resources/subscribe",
-                                       "resources/unsubscribe",
-                                       "prompts/get",
-                                       "prompts/list",
-                                       "completion/complete",
-                                       NULL };
-static const char *const arg_types[] = { "path", NULL };
+static const char *const arg_types[] = { "path", "string", NULL };
 static const char *const scan_actions[] = { "block", "redact", "monitor", "off", NULL };
 static const char *const detectors[] = { "secrets", "pii", NULL };
 static const char *const audit_modes[] = { "async", "sync", NULL };
@@ -223,9 +220,9 @@ static const struct spec *const upstream_choices[] = { &s_name, &s_names };
 static const struct spec s_upstream_ref = { .kind = SG_SPEC_CHOICE,
                                             .what = "a name or an array of names",
                                             CHOICES(upstream_choices) };
-static const struct spec s_method = { .kind = SG_SPEC_ENUM, .values = methods };
+static const struct spec s_method = STR(0, 0, sg_bootstrap_test_method);
 static const struct spec s_method_list = {
-    .kind = SG_SPEC_ARRAY, .min = 1, .max = 16, .items = &s_method, .unique = true
+    .kind = SG_SPEC_ARRAY, .min = 1, .max = 1024, .items = &s_method, .unique = true
 };
 static const struct spec *const method_choices[] = { &s_method, &s_method_list };
 static const struct spec s_method_ref = { .kind = SG_SPEC_CHOICE,
@@ -241,9 +238,10 @@ static const struct spec s_class_ref = { .kind = SG_SPEC_CHOICE,
 static const struct spec s_equals_string = STR(0, 4096, NULL);
 static const struct spec s_number = { .kind = SG_SPEC_NUMBER };
 static const struct spec s_bool = { .kind = SG_SPEC_BOOL };
-static const struct spec *const equals_choices[] = { &s_equals_string, &s_number, &s_bool };
+static const struct spec *const equals_choices[] = { &s_equals_string, &s_number, &s_bool,
+                                                     &s_null };
 static const struct spec s_equals = { .kind = SG_SPEC_CHOICE,
-                                      .what = "a string, number or boolean",
+                                      .what = "a string, number, boolean or null",
                                       CHOICES(equals_choices) };
 static const struct spec s_arg_prefix = STR(1, 4096, NULL);
 static const struct spec s_max_len = INT(0, 1073741824);
@@ -258,15 +256,22 @@ static const struct spec s_arg_test = { .kind = SG_SPEC_OBJECT,
                                         .check = check_arg_test };
 static const struct spec s_arg_path = STR(1, 256, NULL);
 static const struct spec s_arg_tests = {
-    .kind = SG_SPEC_MAP, .max = 256, .keys = &s_arg_path, .items = &s_arg_test
+    .kind = SG_SPEC_MAP, .min = 1, .max = 256, .keys = &s_arg_path, .items = &s_arg_test
 };
 static const struct spec s_domain = STR(0, 253, sg_bootstrap_test_domain);
 static const struct spec s_domains = {
     .kind = SG_SPEC_ARRAY, .min = 1, .max = 1024, .items = &s_domain, .unique = true
 };
+static const struct spec s_regex_list = {
+    .kind = SG_SPEC_ARRAY, .min = 1, .max = 1024, .items = &s_regex, .unique = true
+};
+static const struct spec *const regex_choices[] = { &s_regex, &s_regex_list };
+static const struct spec s_tool_regex = { .kind = SG_SPEC_CHOICE,
+                                          .what = "a regex or an array of regexes",
+                                          CHOICES(regex_choices) };
 static const struct member match_members[] = {
     { "tool", &s_tool, false },
-    { "tool_regex", &s_regex, false },
+    { "tool_regex", &s_tool_regex, false },
     { "upstream", &s_upstream_ref, false },
     { "method", &s_method_ref, false },
     { "roles", &s_names, false },
@@ -280,13 +285,14 @@ static const struct spec s_match = { .kind = SG_SPEC_OBJECT, MEMBERS(match_membe
 /* policies, classes */
 static const struct spec s_priority = INT(0, 1000000);
 static const struct spec s_reason = STR(0, 1024, NULL);
+static const struct spec s_rule_name = STR(0, 0, sg_bootstrap_test_rule_name);
+static const struct spec s_action = ENUM(actions);
+static const struct spec s_rule_mode = ENUM(rule_modes);
 static const struct member rule_members[] = {
-    { "name", &s_name, true },
-    { "priority", &s_priority, true },
-    { "action", &(const struct spec)ENUM(actions), true },
-    { "match", &s_match, true },
-    { "reason", &s_reason, false },
-    { "mode", &(const struct spec)ENUM(rule_modes), false },
+    { "name", &s_rule_name, true },  { "priority", &s_priority, true },
+    { "action", &s_action, true },   { "match", &s_match, true },
+    { "reason", &s_reason, false },  { "description", &s_reason, false },
+    { "mode", &s_rule_mode, false },
 };
 static const struct spec s_rule = { .kind = SG_SPEC_OBJECT, MEMBERS(rule_members) };
 static const struct spec s_rules = { .kind = SG_SPEC_ARRAY, .max = 10000, .items = &s_rule };
@@ -596,7 +602,9 @@ static void check_map(sg_bootstrap_walk_t *w, const struct spec *spec, sg_str_t 
         n++;
     }
     sg_buf_dispose(&key);
-    if (spec->max != 0 && n > (size_t)spec->max) {
+    if (n < (size_t)spec->min) {
+        sg_bootstrap_report(w, "must not be empty");
+    } else if (spec->max != 0 && n > (size_t)spec->max) {
         sg_bootstrap_report(w, "must have at most %lld members", (long long)spec->max);
     }
 }

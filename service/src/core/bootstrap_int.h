@@ -49,6 +49,8 @@ void sg_bootstrap_check_schema(sg_bootstrap_walk_t *w, sg_str_t root);
  * string and returns NULL when it matches, else a static message.
  */
 const char *sg_bootstrap_test_name(sg_str_t s);
+const char *sg_bootstrap_test_rule_name(sg_str_t s);
+const char *sg_bootstrap_test_method(sg_str_t s);
 const char *sg_bootstrap_test_prefix(sg_str_t s);
 const char *sg_bootstrap_test_env_name(sg_str_t s);
 const char *sg_bootstrap_test_header_name(sg_str_t s);
@@ -57,7 +59,9 @@ const char *sg_bootstrap_test_url(sg_str_t s);
 const char *sg_bootstrap_test_origin(sg_str_t s);
 const char *sg_bootstrap_test_api_key(sg_str_t s);
 const char *sg_bootstrap_test_domain(sg_str_t s);
-/* True when pattern compiles (PCRE2, UTF mode); otherwise false and a message in msg. */
+/* The options core/policy_load.c compiles regexes with: what passes here compiles there. */
+#define SG_BOOTSTRAP_PCRE2_OPTIONS (PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_BACKSLASH_C)
+/* True when pattern compiles with those options; otherwise false and a message in msg. */
 bool sg_bootstrap_regex_ok(sg_str_t pattern, char *msg, size_t msgsz) SG_MUSTCHECK;
 
 /* Checks across members: unique names and keys, prefixes, references (bootstrap_rules.c). */

@@ -22,6 +22,23 @@ const char *sg_bootstrap_test_name(sg_str_t s)
     return sg_name_is_valid(s) ? NULL : "must be 1-64 of [A-Za-z0-9_.-]";
 }
 
+const char *sg_bootstrap_test_rule_name(sg_str_t s)
+{
+    bool ok = sg_name_is_valid(s) && !sg_str_eq_cstr(s, "default");
+    return ok ? NULL : "must be 1-64 of [A-Za-z0-9_.-], and not \"default\" (reserved)";
+}
+
+const char *sg_bootstrap_test_method(sg_str_t s)
+{
+    bool ok = s.len >= 1 && s.len <= 64;
+    for (size_t i = 0; ok && i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+             (c != '\0' && strchr("_/*?", c) != NULL);
+    }
+    return ok ? NULL : "must be an MCP method or a glob on one: 1-64 of [A-Za-z_/*?]";
+}
+
 const char *sg_bootstrap_test_prefix(sg_str_t s)
 {
     return s.len == 0 || sg_name_is_valid(s) ? NULL : "must be \"\" or 1-64 of [A-Za-z0-9_.-]";
@@ -105,23 +122,73 @@ const char *sg_bootstrap_test_api_key(sg_str_t s)
     return ok ? NULL : "must be 32-256 printable ASCII characters";
 }
 
+/* One host name label: 1-63 code points of [A-Za-z0-9_-] or non-ASCII. */
+static bool is_label(const char *p, size_t n)
+{
+    size_t points = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x80 && !is_alnum(c) && c != '_' && c != '-') {
+            return false;
+        }
+        points += (c & 0xC0) != 0x80;
+    }
+    return points >= 1 && points <= 63;
+}
+
+/* ^(\*\.)?(L\.)*L\.?$ with L a label */
+static bool is_host_glob(sg_str_t s)
+{
+    size_t i = sg_str_has_prefix(s, "*.") ? 2 : 0, end = s.len;
+    if (end > i && s.ptr[end - 1] == '.') {
+        end--;
+    }
+    if (end <= i) {
+        return false;
+    }
+    while (i <= end) {
+        const char *dot = memchr(s.ptr + i, '.', end - i);
+        size_t n = dot != NULL ? (size_t)(dot - (s.ptr + i)) : end - i;
+        if (!is_label(s.ptr + i, n)) {
+            return false;
+        }
+        i += n + 1;
+    }
+    return true;
+}
+
+/* ^\[?[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\]?$ (an IPv6 literal, roughly) */
+static bool is_ipv6ish(sg_str_t s)
+{
+    size_t i = s.len != 0 && s.ptr[0] == '[' ? 1 : 0, end = s.len;
+    if (end > i && s.ptr[end - 1] == ']') {
+        end--;
+    }
+    bool colon = false;
+    for (; i < end; i++) {
+        char c = s.ptr[i];
+        bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+        if (!hex && c != '.' && c != ':') {
+            return false;
+        }
+        colon = colon || c == ':';
+    }
+    return colon;
+}
+
 const char *sg_bootstrap_test_domain(sg_str_t s)
 {
-    size_t i = sg_str_has_prefix(s, "*.") ? 2 : 0;
-    bool ok = i < s.len;
-    for (; ok && i < s.len; i++) {
-        unsigned char c = (unsigned char)s.ptr[i];
-        ok = c > 0x20 && c != 0x7f && strchr("*/?#:@[]\\", c) == NULL;
-    }
-    return ok ? NULL : "must be a domain or *.domain (no scheme, port, path or spaces)";
+    return is_host_glob(s) || is_ipv6ish(s)
+                   ? NULL
+                   : "must be a host name, *. followed by one, or an IP address";
 }
 
 bool sg_bootstrap_regex_ok(sg_str_t pattern, char *msg, size_t msgsz)
 {
     int code;
     PCRE2_SIZE offset;
-    pcre2_code *re =
-            pcre2_compile((PCRE2_SPTR)pattern.ptr, pattern.len, PCRE2_UTF, &code, &offset, NULL);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern.ptr, pattern.len, SG_BOOTSTRAP_PCRE2_OPTIONS,
+                                   &code, &offset, NULL);
     if (re != NULL) {
         pcre2_code_free(re);
         return true;

@@ -7,9 +7,22 @@
 #define SG_CORE_DOMAINS_INT_H
 
 #include "base/buf.h"
+#include "base/mem.h"
 #include "core/domains.h"
 
 #define SG_DOMAINS_MAX_DNS_LEN 253
+
+/*
+ * Makes room for element n of an array that grows by doubling: its capacity is
+ * always the next power of two above the count, so no capacity field is kept.
+ */
+static inline void *sg_domains_grow(void *v, size_t n, size_t size)
+{
+    if (n != 0 && (n & (n - 1)) != 0) {
+        return v;
+    }
+    return sg_xrealloc(v, (n == 0 ? 1 : 2 * n) * size);
+}
 
 static inline bool sg_domains_is_alpha(unsigned char c)
 {

@@ -45,7 +45,7 @@ void sg_domains_list_free(sg_domain_list_t *l)
 
 static void push(char ***v, size_t *n, char *s)
 {
-    *v = sg_xrealloc(*v, (*n + 1) * sizeof(char *));
+    *v = sg_domains_grow(*v, *n, sizeof(char *));
     (*v)[(*n)++] = s;
 }
 

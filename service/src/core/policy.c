@@ -305,7 +305,7 @@ static void index_add(sg_policy_index_t *ix, size_t *used, const char *key, uint
         (*used)++;
     }
     if (b->n == 0 || b->rules[b->n - 1] != rule) {
-        b->rules = sg_xrealloc(b->rules, (b->n + 1) * sizeof(uint32_t));
+        b->rules = sg_policy_grow(b->rules, b->n, sizeof(uint32_t));
         b->rules[b->n++] = rule;
     }
 }
@@ -334,7 +334,7 @@ void sg_policy_index_build(sg_policy_t *p)
                 index_add(&p->by_upstream, &used_up, r->upstreams[k], i);
             }
         } else {
-            p->generic = sg_xrealloc(p->generic, (p->ngeneric + 1) * sizeof(uint32_t));
+            p->generic = sg_policy_grow(p->generic, p->ngeneric, sizeof(uint32_t));
             p->generic[p->ngeneric++] = i;
         }
     }
@@ -361,7 +361,7 @@ void sg_policy_index_dispose(sg_policy_t *p)
 static void add_trace(struct eval *ev, const sg_policy_rule_t *r, bool matched, const char *why)
 {
     sg_policy_result_t *out = ev->out;
-    out->trace = sg_xrealloc(out->trace, (out->ntrace + 1) * sizeof(*out->trace));
+    out->trace = sg_policy_grow(out->trace, out->ntrace, sizeof(*out->trace));
     out->trace[out->ntrace++] =
             (sg_policy_trace_entry_t){ r->name, matched, r->shadow, sg_xstrdup(why) };
 }

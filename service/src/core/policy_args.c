@@ -19,6 +19,9 @@
 
 bool sg_policy_glob(const char *pattern, sg_str_t s)
 {
+    if (strpbrk(pattern, "*?") == NULL) {
+        return sg_str_eq_cstr(s, pattern);
+    }
     const char *p = pattern, *star = NULL;
     size_t i = 0, mark = 0;
     while (i < s.len) {
@@ -103,7 +106,7 @@ void sg_policy_normalise_path(sg_str_t in, sg_buf_t *out)
 
 static void push_segment(sg_policy_argtest_t *t, sg_buf_t *seg)
 {
-    t->segs = sg_xrealloc(t->segs, (t->nsegs + 1) * sizeof(*t->segs));
+    t->segs = sg_policy_grow(t->segs, t->nsegs, sizeof(*t->segs));
     sg_policy_seg_t *s = &t->segs[t->nsegs++];
     s->index = -1;
     if (seg->len > 0 && seg->len <= 9 && strspn(seg->data, "0123456789") == seg->len) {
@@ -119,7 +122,7 @@ int sg_policy_path_parse(sg_str_t path, sg_policy_argtest_t *t, sg_error_t *err)
     sg_buf_t seg = SG_BUF_INIT;
     int rc = SG_OK;
     for (size_t i = 0; i <= path.len && rc == SG_OK; i++) {
-        char c = i < path.len ? path.ptr[i] : '.';
+        char c = i < path.len ? path.ptr[i] : (char)'.';
         if (c == '\\' && i + 1 < path.len && (path.ptr[i + 1] == '.' || path.ptr[i + 1] == '\\')) {
             i++;
             sg_buf_append_char(&seg, path.ptr[i]);
@@ -173,8 +176,11 @@ static bool resolve(const sg_policy_argtest_t *t, sg_str_t args, sg_str_t *val)
 
 sg_policy_tri_t sg_policy_regex_test(sg_policy_ctx_t *ctx, const pcre2_code *re, sg_str_t s)
 {
-    int rc = pcre2_match(re, (PCRE2_SPTR)(s.ptr != NULL ? s.ptr : ""), s.len, 0, 0, ctx->md,
-                         ctx->mctx);
+    PCRE2_SPTR subject = (PCRE2_SPTR)(s.ptr != NULL ? s.ptr : "");
+    int rc = pcre2_jit_match(re, subject, s.len, 0, 0, ctx->md, ctx->mctx);
+    if (rc == PCRE2_ERROR_JIT_BADOPTION) { /* no JIT code for this pattern: interpret it */
+        rc = pcre2_match(re, subject, s.len, 0, 0, ctx->md, ctx->mctx);
+    }
     if (rc >= 0) {
         return SG_POLICY_YES;
     }
@@ -278,9 +284,37 @@ static sg_policy_tri_t run_checks(const sg_policy_argtest_t *t, sg_policy_ctx_t 
     return SG_POLICY_YES;
 }
 
+/* Has a '/' and no "://" (URLs are not file paths). */
 static bool path_like(sg_str_t s)
 {
-    return memchr(s.ptr, '/', s.len) != NULL && memmem(s.ptr, s.len, "://", 3) == NULL;
+    bool slash = false;
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.ptr[i] == '/') {
+            slash = true;
+        } else if (s.ptr[i] == ':' && i + 2 < s.len && s.ptr[i + 1] == '/' && s.ptr[i + 2] == '/') {
+            return false;
+        }
+    }
+    return slash;
+}
+
+/* True when normalising would not change s: no empty, "." or ".." segment inside it. */
+static bool path_is_normal(sg_str_t s)
+{
+    size_t start = 0;
+    for (size_t i = 0; i <= s.len; i++) {
+        if (i < s.len && s.ptr[i] != '/') {
+            continue;
+        }
+        size_t n = i - start;
+        bool edge = start == 0 || i == s.len; /* a leading '/' or a trailing '/' is fine */
+        if ((n == 0 && !edge) || (n == 1 && s.ptr[start] == '.') ||
+            (n == 2 && s.ptr[start] == '.' && s.ptr[start + 1] == '.')) {
+            return false;
+        }
+        start = i + 1;
+    }
+    return s.len != 0;
 }
 
 sg_policy_tri_t sg_policy_argtest_run(const sg_policy_argtest_t *t, sg_policy_ctx_t *ctx,
@@ -304,9 +338,12 @@ sg_policy_tri_t sg_policy_argtest_run(const sg_policy_argtest_t *t, sg_policy_ct
     if (type != SG_JSON_STRING || t->type == SG_POLICY_ARG_STRING || !path_like(text)) {
         return run_checks(t, ctx, type, text, why);
     }
-    sg_buf_reset(&ctx->norm);
-    sg_policy_normalise_path(text, &ctx->norm);
-    sg_str_t norm = sg_buf_str(&ctx->norm);
+    sg_str_t norm = text;
+    if (!path_is_normal(text)) {
+        sg_buf_reset(&ctx->norm);
+        sg_policy_normalise_path(text, &ctx->norm);
+        norm = sg_buf_str(&ctx->norm);
+    }
     if (t->type == SG_POLICY_ARG_PATH || sg_str_eq(norm, text)) {
         return run_checks(t, ctx, type, norm, why);
     }

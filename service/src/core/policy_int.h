@@ -11,10 +11,23 @@
 
 #include "base/buf.h"
 #include "base/json.h"
+#include "base/mem.h"
 #include "core/domains.h"
 #include "core/policy.h"
 
 #define SG_POLICY_NO_MAX_LEN (-1)
+
+/*
+ * Makes room for element n of an array that grows by doubling: its capacity is
+ * always the next power of two above the count, so no capacity field is kept.
+ */
+static inline void *sg_policy_grow(void *v, size_t n, size_t size)
+{
+    if (n != 0 && (n & (n - 1)) != 0) {
+        return v;
+    }
+    return sg_xrealloc(v, (n == 0 ? 1 : 2 * n) * size);
+}
 
 /* One segment of a dotted argument path: an object key, or an array index when decimal. */
 typedef struct sg_policy_seg {

@@ -46,7 +46,7 @@ static SG_PRINTF(4, 5) void problem(struct loader *l, const char *pointer, long 
         ps->truncated = true;
         return;
     }
-    ps->items = sg_xrealloc(ps->items, (ps->count + 1) * sizeof(*ps->items));
+    ps->items = sg_policy_grow(ps->items, ps->count, sizeof(*ps->items));
     ps->items[ps->count++] = (sg_policy_problem_t){ sg_xstrdup(pointer), sg_xstrdup(msg), offset };
 }
 
@@ -109,7 +109,7 @@ static char *string_at(struct loader *l, sg_str_t v, const char *where, size_t m
 
 static void push_str(char ***v, size_t *n, char *s)
 {
-    *v = sg_xrealloc(*v, (*n + 1) * sizeof(char *));
+    *v = sg_policy_grow(*v, *n, sizeof(char *));
     (*v)[(*n)++] = s;
 }
 
@@ -203,8 +203,7 @@ static void collect_regex(struct loader *l, char *s, const char *at, void *ctx)
     pcre2_code *re = compile_regex(l, s, at);
     free(s);
     if (re != NULL) {
-        r->tool_regexes =
-                sg_xrealloc(r->tool_regexes, (r->ntool_regexes + 1) * sizeof(pcre2_code *));
+        r->tool_regexes = sg_policy_grow(r->tool_regexes, r->ntool_regexes, sizeof(pcre2_code *));
         r->tool_regexes[r->ntool_regexes++] = re;
     }
 }
@@ -371,7 +370,7 @@ static void load_args(struct loader *l, sg_policy_rule_t *r, sg_str_t v, const c
             problem(l, where, -1, "at most %d argument tests", MAX_ARGS);
             return;
         }
-        r->args = sg_xrealloc(r->args, (r->nargs + 1) * sizeof(*r->args));
+        r->args = sg_policy_grow(r->args, r->nargs, sizeof(*r->args));
         sg_policy_argtest_t *t = &r->args[r->nargs++];
         *t = (sg_policy_argtest_t){ .max_len = SG_POLICY_NO_MAX_LEN };
         t->path = decode_string(k);
@@ -586,7 +585,7 @@ static void load_rules(struct loader *l, sg_policy_t *p, sg_str_t doc)
             problem(l, "/policies", -1, "at most %d rules", SG_POLICY_MAX_RULES);
             return;
         }
-        p->rules = sg_xrealloc(p->rules, (p->nrules + 1) * sizeof(*p->rules));
+        p->rules = sg_policy_grow(p->rules, p->nrules, sizeof(*p->rules));
         sg_policy_rule_t *r = &p->rules[p->nrules];
         *r = (sg_policy_rule_t){ 0 };
         snprintf(where, sizeof(where), "/policies/%zu", p->nrules++);
@@ -695,7 +694,7 @@ static void load_classes(struct loader *l, sg_policy_t *p, sg_str_t doc)
             free(tool);
             continue;
         }
-        p->classes = sg_xrealloc(p->classes, (p->nclasses + 1) * sizeof(*p->classes));
+        p->classes = sg_policy_grow(p->classes, p->nclasses, sizeof(*p->classes));
         p->classes[p->nclasses++] = (sg_policy_class_override_t){ tool, cls };
     }
     if (p->nclasses > 1) {

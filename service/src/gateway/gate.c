@@ -144,29 +144,76 @@ static void on_tools_changed(void *data, sg_upstream_t *up)
     sg_gate_publish_tools_changed(t->gate, t->name);
 }
 
-static void on_upstream_state(void *data, sg_upstream_t *up)
+static void retire_done(sg_gate_tenant_t *t, size_t i)
 {
-    (void)data;
-    (void)up;
+    if (t->retiring != NULL && t->retiring[i] != NULL) {
+        SG_LOG_INFO(&t->gate->log, "upstream %s/%s: new definition ready, old one stopped",
+                t->name, sg_upstream_cfg(t->retiring[i])->name);
+        sg_upstream_free(t->retiring[i]);
+        t->retiring[i] = NULL;
+    }
 }
 
-/* Starts the upstreams of the new snapshot, keeping running ones whose definition is unchanged. */
-static sg_upstream_t **swap_upstreams(sg_gate_tenant_t *t, sg_tenant_t *next)
+static void on_upstream_state(void *data, sg_upstream_t *up)
+{
+    sg_gate_tenant_t *t = data;
+    sg_upstream_state_t s = sg_upstream_state(up);
+    size_t n = t->snap != NULL ? t->snap->nupstreams : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t->ups[i] == up && (s == SG_UPSTREAM_READY || s == SG_UPSTREAM_FAILED)) {
+            retire_done(t, i);
+        }
+    }
+}
+
+sg_upstream_t *sg_gate_upstream(const sg_gate_tenant_t *t, size_t i)
+{
+    sg_upstream_t *up = t->ups[i];
+    sg_upstream_t *old = t->retiring != NULL ? t->retiring[i] : NULL;
+    if (old != NULL && sg_upstream_state(up) != SG_UPSTREAM_READY &&
+            sg_upstream_state(old) == SG_UPSTREAM_READY) {
+        return old;
+    }
+    return up;
+}
+
+static void free_retiring(sg_gate_tenant_t *t)
+{
+    size_t n = t->snap != NULL ? t->snap->nupstreams : 0;
+    for (size_t i = 0; i < n && t->retiring != NULL; i++) {
+        sg_upstream_free(t->retiring[i]);
+    }
+    free(t->retiring);
+    t->retiring = NULL;
+}
+
+/*
+ * Starts the upstreams of the new snapshot: unchanged ones (same name and fingerprint) keep
+ * running; a changed one starts anew while its previous definition keeps serving until the new
+ * one is ready; removed ones stop.
+ */
+static sg_upstream_t **swap_upstreams(sg_gate_tenant_t *t, sg_tenant_t *next,
+        sg_upstream_t ***retiring_out)
 {
     sg_gate_t *gate = t->gate;
     sg_upstream_t **ups = sg_xcalloc(next->nupstreams + 1, sizeof(*ups));
+    sg_upstream_t **retiring = sg_xcalloc(next->nupstreams + 1, sizeof(*retiring));
     sg_upstream_hooks_t hooks = { on_tools_changed, on_upstream_state, t };
     h2o_context_t *http = sg_http_server_context(sg_runtime_http(gate->rt));
     size_t nold = t->snap != NULL ? t->snap->nupstreams : 0;
+    free_retiring(t); /* a reload during a reload: the oldest generation goes */
     for (size_t i = 0; i < next->nupstreams; i++) {
         const sg_upstream_cfg_t *cfg = &next->upstreams[i];
         for (size_t j = 0; j < nold; j++) {
-            const sg_upstream_cfg_t *old = sg_upstream_cfg(t->ups[j]);
-            if (t->ups[j] != NULL && strcmp(old->name, cfg->name) == 0 &&
-                    strcmp(old->fingerprint, cfg->fingerprint) == 0) {
-                ups[i] = t->ups[j];
-                t->ups[j] = NULL;
+            if (t->ups[j] == NULL || strcmp(sg_upstream_cfg(t->ups[j])->name, cfg->name) != 0) {
+                continue;
             }
+            if (strcmp(sg_upstream_cfg(t->ups[j])->fingerprint, cfg->fingerprint) == 0) {
+                ups[i] = t->ups[j];
+            } else {
+                retiring[i] = t->ups[j];
+            }
+            t->ups[j] = NULL;
         }
         if (ups[i] == NULL) {
             ups[i] = sg_upstream_new(gate->loop, http, next, cfg, &hooks);
@@ -179,14 +226,17 @@ static sg_upstream_t **swap_upstreams(sg_gate_tenant_t *t, sg_tenant_t *next)
             sg_upstream_free(t->ups[j]);
         }
     }
+    *retiring_out = retiring;
     return ups;
 }
 
 static void install_snapshot(sg_gate_tenant_t *t, sg_tenant_t *next)
 {
-    sg_upstream_t **ups = swap_upstreams(t, next);
+    sg_upstream_t **retiring = NULL;
+    sg_upstream_t **ups = swap_upstreams(t, next, &retiring);
     free(t->ups);
     t->ups = ups;
+    t->retiring = retiring;
     sg_tenant_unref(t->snap);
     t->snap = next;
     sg_metric_add(&m_reloads, 1);
@@ -241,6 +291,7 @@ static void load_tenant(sg_gate_tenant_t *t)
 static void drop_tenant(sg_gate_t *gate, sg_gate_tenant_t *t)
 {
     SG_LOG_DEBUG(&gate->log, "tenant %s unloaded", t->name);
+    free_retiring(t);
     size_t n = t->snap != NULL ? t->snap->nupstreams : 0;
     for (size_t i = 0; i < n; i++) {
         sg_upstream_free(t->ups[i]);

@@ -22,6 +22,8 @@ typedef struct sg_gate_tenant {
     bool seen;             /* present in the last sg:tenants listing */
     sg_redis_cmd_t load_cmd;
     sg_upstream_t **ups;   /* parallel to snap->upstreams */
+    sg_upstream_t **retiring; /* parallel to ups: the previous definition of a changed
+                                 upstream, serving until the new one is ready (or NULL) */
     struct sg_gate_tenant *next;
 } sg_gate_tenant_t;
 
@@ -61,6 +63,11 @@ struct sg_gate {
 sg_gate_tenant_t *sg_gate_auth(sg_gate_t *gate, const uint8_t key_sha256[32],
         const sg_identity_t **identity);
 sg_gate_tenant_t *sg_gate_find_tenant(sg_gate_t *gate, const char *name);
+/*
+ * The upstream that serves slot i of t's snapshot now: the current definition once it
+ * is ready, the retiring previous definition until then (make before break).
+ */
+sg_upstream_t *sg_gate_upstream(const sg_gate_tenant_t *t, size_t i);
 bool sg_gate_is_revoked(const sg_gate_t *gate, const char *nonce);
 /* Records an ended session locally and in Redis (sorted set + event). */
 void sg_gate_revoke(sg_gate_t *gate, const char *nonce, uint64_t expires_ms);

@@ -171,10 +171,10 @@ static void write_capabilities(sg_buf_t *b, const sg_gate_tenant_t *t)
     bool resources = false, prompts = false, completions = false, logging = false;
     size_t n = t->snap != NULL ? t->snap->nupstreams : 0;
     for (size_t i = 0; i < n; i++) {
-        resources |= sg_upstream_has_capability(t->ups[i], "resources");
-        prompts |= sg_upstream_has_capability(t->ups[i], "prompts");
-        completions |= sg_upstream_has_capability(t->ups[i], "completions");
-        logging |= sg_upstream_has_capability(t->ups[i], "logging");
+        resources |= sg_upstream_has_capability(sg_gate_upstream(t, i), "resources");
+        prompts |= sg_upstream_has_capability(sg_gate_upstream(t, i), "prompts");
+        completions |= sg_upstream_has_capability(sg_gate_upstream(t, i), "completions");
+        logging |= sg_upstream_has_capability(sg_gate_upstream(t, i), "logging");
     }
     sg_buf_append_cstr(b, "{\"tools\":{\"listChanged\":true}");
     if (resources) {

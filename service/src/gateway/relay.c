@@ -218,7 +218,7 @@ static long resolve_tool(const sg_gate_tenant_t *t, sg_str_t name, const char **
             rest = (sg_str_t){ name.ptr + plen + 2, name.len - plen - 2 };
         }
         size_t ntools;
-        const sg_uptool_t *tools = sg_upstream_tools(t->ups[i], &ntools);
+        const sg_uptool_t *tools = sg_upstream_tools(sg_gate_upstream(t, i), &ntools);
         for (size_t k = 0; k < ntools; k++) {
             if (sg_str_eq_cstr(rest, tools[k].name) && !needs_tasks(&tools[k])) {
                 *orig = tools[k].name;
@@ -288,7 +288,7 @@ static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t, sg_str_t pa
     bool first = true, more = false;
     for (size_t i = 0; i < t->snap->nupstreams && !more; i++) {
         size_t ntools;
-        const sg_uptool_t *tools = sg_upstream_tools(t->ups[i], &ntools);
+        const sg_uptool_t *tools = sg_upstream_tools(sg_gate_upstream(t, i), &ntools);
         for (size_t k = 0; k < ntools && !more; k++) {
             sg_buf_t name = SG_BUF_INIT;
             sg_str_t span;
@@ -418,7 +418,7 @@ static void on_call_done(sg_exchange_t *ex);
 
 static stage_rc_t stage_forward(sg_exchange_t *ex, call_state_t *cs)
 {
-    sg_upstream_t *up = cs->t->ups[cs->upstream];
+    sg_upstream_t *up = sg_gate_upstream(cs->t, (size_t)cs->upstream);
     if (!start_sub(ex, up, (size_t)cs->upstream, "tools/call", cs->relay.params)) {
         upstream_failed(ex, SG_EUPSTREAM, sg_upstream_cfg(up)->name);
         return STAGE_DONE;
@@ -542,8 +542,8 @@ static void fan_out(sg_exchange_t *ex, sg_gate_tenant_t *t, const char *method,
     prepare_subs(ex, t->snap->nupstreams);
     ex->pending++; /* hold completion until every subcall started */
     for (size_t i = 0; i < t->snap->nupstreams; i++) {
-        if (sg_upstream_has_capability(t->ups[i], capability)) {
-            (void)start_sub(ex, t->ups[i], i, method, SG_STR_LIT("{}"));
+        if (sg_upstream_has_capability(sg_gate_upstream(t, i), capability)) {
+            (void)start_sub(ex, sg_gate_upstream(t, i), i, method, SG_STR_LIT("{}"));
         }
     }
     if (--ex->pending == 0) {
@@ -599,8 +599,8 @@ static bool try_next(sg_exchange_t *ex)
                 : strncmp(ctx->method, "prompts/", 8) == 0               ? "prompts"
                 : strncmp(ctx->method, "logging/", 8) == 0               ? "logging"
                                                                          : "resources";
-        if (sg_upstream_has_capability(t->ups[i], cap) &&
-                start_sub(ex, t->ups[i], i, ctx->method, ctx->params)) {
+        if (sg_upstream_has_capability(sg_gate_upstream(t, i), cap) &&
+                start_sub(ex, sg_gate_upstream(t, i), i, ctx->method, ctx->params)) {
             return true;
         }
     }
@@ -681,8 +681,8 @@ static void set_level(sg_exchange_t *ex, sg_gate_tenant_t *t, sg_str_t params)
     prepare_subs(ex, t->snap->nupstreams);
     ex->pending++;
     for (size_t i = 0; i < t->snap->nupstreams; i++) {
-        if (sg_upstream_has_capability(t->ups[i], "logging")) {
-            (void)start_sub(ex, t->ups[i], i, "logging/setLevel", params);
+        if (sg_upstream_has_capability(sg_gate_upstream(t, i), "logging")) {
+            (void)start_sub(ex, sg_gate_upstream(t, i), i, "logging/setLevel", params);
         }
     }
     if (--ex->pending == 0) {
@@ -732,9 +732,11 @@ void sg_relay_agent_response(sg_gate_t *gate, sg_gate_tenant_t *t, const sg_json
     (void)gate;
     bool is_error = m->kind == SG_JSONRPC_ERROR;
     size_t n = t->snap != NULL ? t->snap->nupstreams : 0;
+    sg_str_t body = is_error ? m->error : m->result;
     for (size_t i = 0; i < n; i++) {
-        if (sg_upstream_answer(t->ups[i], m->id, is_error ? m->error : m->result, is_error) ==
-                SG_OK) {
+        sg_upstream_t *old = t->retiring != NULL ? t->retiring[i] : NULL;
+        if (sg_upstream_answer(t->ups[i], m->id, body, is_error) == SG_OK ||
+                (old != NULL && sg_upstream_answer(old, m->id, body, is_error) == SG_OK)) {
             return;
         }
     }

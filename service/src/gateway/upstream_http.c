@@ -16,26 +16,29 @@
  *    recv(MSG_PEEK) before reuse, so one the server closed a while ago is never used.
  *  - h2o returns a connection to the pool only when its answer ended cleanly: HTTP/1.1,
  *    no "Connection: close", a Content-Length fully read or the last chunk seen (also the end
- *    of an SSE stream), no bytes past the end. Answers we do not use (202, errors, DELETE)
- *    are read and dropped up to MAX_DISCARD bytes so their connection can be kept; anything
- *    we cut (forget, stop, free, too large, timeout) closes its connection.
+ *    of an SSE stream), no bytes past the end; otherwise, and whenever we stop reading an
+ *    answer (forget, stop, free, too large, timeout), it closes the connection. Answers we do
+ *    not use (202, errors, DELETE) are read to their end and dropped, up to MAX_DISCARD
+ *    bytes, so their connection can be kept.
  *  - At most POOL_MAX_IDLE idle connections per upstream: a connection whose answer ends
- *    while the pool is full is closed instead (h2o 2.2.5 does not enforce its capacity).
+ *    while the pool is full is closed instead (h2o 2.2.5 ignores its capacity argument).
  *  - TLS: h2o_socket_export/import move the SSL object with the descriptor, so a pooled TLS
  *    connection keeps its session and is reused without a new handshake.
  *  - The race: the server may close an idle connection just as we send on it. A request
  *    that fails on a REUSED connection at write or first-read time, with no byte of an answer
- *    received, is sent once more on a NEW connection (never pooled; never for a timeout,
- *    never for a failure on a new connection). Caveat (at most once is not guaranteed): a
- *    server that processed the request and then closed without a byte of answer sees it
- *    twice. Servers close idle connections between requests, not after reading one, so this
- *    needs a server that crashes or drops answers.
- *  - Lifetime: sockets of the pool report their close to the pool's memory, and a TLS close
- *    finishes later (close_notify is written first). So the pool is heap-allocated, adopts
- *    every socket it hands us (our on_close counts them as h2o's does), and when the
- *    transport is freed, its idle connections are closed at once while the pool's memory
- *    stays until the last closing socket reported (usually the same or the next loop turn).
- *    This reads h2o_socketpool_t._shared.count, whose meaning is fixed in 2.2.5.
+ *    received, or that is answered 408 there (the server gave up on the idle connection), is
+ *    sent once more on a NEW connection (not from the pool, not kept after; never after a
+ *    timeout, never after a failure on a new connection). Caveat: this is not
+ *    at-most-once. A server that read the request, processed it and then closed without a
+ *    byte of answer sees it twice. Servers close idle connections between requests, not
+ *    after reading one, so that takes a server that crashes or drops answers mid-request.
+ *  - Lifetime: a pool socket reports its close to the pool (on_close.data), and h2o closes a
+ *    TLS socket only after writing close_notify, possibly after our free(). Our SSL_CTX has
+ *    quiet shutdown (no close_notify, as most HTTP clients do; framing is explicit), so
+ *    every close is synchronous: once free() has cancelled its clients, no socket refers to
+ *    the pool, and h2o_socketpool_dispose closes the idle ones and its interval timer.
+ *  - h2o 2.2.5 prints one unstructured "[WARN] detected close by upstream ..." line to
+ *    stderr, once per process, the first time its check finds a pooled connection dead.
  *
  * Invariants:
  *  - h2o callbacks are thin: they parse, queue messages on their request and arm a 0 ms
@@ -154,15 +157,6 @@ typedef struct sg_uh_req {
     sg_timer_t restart; /* the SSE retry delay, or 0 ms before sending again */
 } sg_uh_req_t;
 
-/*
- * h2o's pool, on the heap: its sockets report their close to it (on_close.data), and a TLS
- * socket does so only after its close_notify was written, possibly after our free().
- */
-typedef struct sg_uh_pool {
-    h2o_socketpool_t h2o; /* first: on_close.data of its sockets points here */
-    bool orphaned;        /* the transport is gone; freed when no socket is left */
-} sg_uh_pool_t;
-
 struct sg_uh {
     sg_transport_t super; /* first: the common transport header */
     char *url;            /* owned; the slices of `parsed` point into it */
@@ -174,7 +168,8 @@ struct sg_uh {
     size_t nheaders;
     h2o_http1client_ctx_t client_ctx; /* copy of the context's, with our timeout and TLS */
     SSL_CTX *ssl_ctx;
-    sg_uh_pool_t *pool; /* idle connections to the upstream */
+    h2o_socketpool_t pool; /* connections to the upstream; valid when has_pool */
+    bool has_pool;
     char *session_id; /* Mcp-Session-Id given by the upstream, or NULL */
     uint64_t session_gen;
     char *version; /* MCP-Protocol-Version, or NULL */
@@ -427,70 +422,45 @@ static const char *kind_name(sg_uh_kind_t kind)
 /* Connection pool                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* Every socket of the pool: connecting, carrying a request, idle, or closing. */
-static size_t pool_sockets(const sg_uh_pool_t *p)
+static void pool_init(sg_uh_t *t)
 {
-    return p->h2o._shared.count;
-}
-
-/* A pool socket closed: what h2o's own on_close does, then free an orphaned pool. */
-static void on_pool_socket_close(void *data)
-{
-    sg_uh_pool_t *p = data;
-    SG_BUG_ON(p->h2o._shared.count == 0);
-    p->h2o._shared.count--;
-    if (p->orphaned && p->h2o._shared.count == 0) {
-        free(p);
-    }
-}
-
-static sg_uh_pool_t *pool_new(sg_uh_t *t)
-{
-    sg_uh_pool_t *p = sg_xcalloc(1, sizeof(*p));
-    h2o_socketpool_init_by_hostport(&p->h2o, h2o_iovec_init(t->host, strlen(t->host)), t->port,
+    h2o_socketpool_init_by_hostport(&t->pool, h2o_iovec_init(t->host, strlen(t->host)), t->port,
                                     t->is_ssl, POOL_MAX_IDLE);
-    h2o_socketpool_set_timeout(&p->h2o, sg_loop_h2o(t->super.loop), POOL_IDLE_MS);
-    return p;
+    h2o_socketpool_set_timeout(&t->pool, sg_loop_h2o(t->super.loop), POOL_IDLE_MS);
+    t->has_pool = true;
 }
 
 /*
- * Called once every request is cancelled: closes the idle connections and h2o's interval
- * timer; the memory goes now, or when the last socket still closing (TLS) has reported.
+ * Closes the idle connections and h2o's interval timer. Called once no client runs: every
+ * other socket of the pool is closed by then, since closes are synchronous (quiet TLS
+ * shutdown), and none can report to the pool's memory later.
  */
-static void pool_free(sg_uh_pool_t *p)
+static void pool_dispose(sg_uh_t *t)
 {
-    if (p == NULL) {
-        return;
-    }
-    h2o_socketpool_dispose(&p->h2o);
-    if (pool_sockets(p) == 0) {
-        free(p);
-    } else {
-        p->orphaned = true;
+    if (t->has_pool) {
+        h2o_socketpool_dispose(&t->pool);
+        t->has_pool = false;
     }
 }
 
-/* A socket the pool handed to one of our clients now reports its close to us. */
-static void pool_adopt(sg_uh_pool_t *p, h2o_socket_t *sock)
-{
-    if (sock != NULL && h2o_socketpool_is_owned_socket(&p->h2o, sock)) {
-        sock->on_close.cb = on_pool_socket_close;
-    }
-}
-
-/* True when a connection whose answer ends now would exceed POOL_MAX_IDLE idle ones. */
+/*
+ * True when a connection whose answer ends now would be one idle connection too many.
+ * h2o's count of the pool's sockets never undercounts (2.2.5 forgets to uncount a few), so
+ * under POOL_MAX_IDLE + 1 (the ending one included) it settles the question cheaply;
+ * otherwise the idle list is counted, up to POOL_MAX_IDLE.
+ */
 static bool pool_is_full(const sg_uh_t *t)
 {
-    size_t all = pool_sockets(t->pool);
-    if (all < POOL_MAX_IDLE) {
+    if (t->pool._shared.count <= POOL_MAX_IDLE) {
         return false;
     }
-    size_t busy = 0; /* pool sockets our clients hold, the ending one included */
-    for (const h2o_linklist_t *n = t->reqs.next; n != &t->reqs; n = n->next) {
-        const sg_uh_req_t *r = H2O_STRUCT_FROM_MEMBER(sg_uh_req_t, link, n);
-        busy += r->client != NULL && r->client->sockpool.pool != NULL;
+    size_t idle = 0;
+    const h2o_linklist_t *anchor = &t->pool._shared.sockets;
+    for (const h2o_linklist_t *n = anchor->next; n != anchor && idle < POOL_MAX_IDLE;
+         n = n->next) {
+        idle++;
     }
-    return all - SG_MIN(all, busy) >= POOL_MAX_IDLE;
+    return idle >= POOL_MAX_IDLE;
 }
 
 /*
@@ -501,18 +471,6 @@ static void answer_complete(sg_uh_req_t *r, h2o_http1client_t *client)
 {
     if (client->sockpool.pool != NULL && client->sock != NULL && pool_is_full(r->t)) {
         h2o_socket_close(h2o_http1client_steal_socket(client));
-    }
-}
-
-/* Cancels a running h2o client (never from inside its own callbacks). */
-static void client_cancel(sg_uh_t *t, h2o_http1client_t *client)
-{
-    bool connecting = client->sockpool.pool != NULL && client->sockpool.connect_req != NULL;
-    size_t before = pool_sockets(t->pool);
-    h2o_http1client_cancel(client);
-    if (connecting && pool_sockets(t->pool) == before) {
-        /* h2o 2.2.5 counts a connect cancelled during name resolution forever */
-        t->pool->h2o._shared.count--;
     }
 }
 
@@ -555,7 +513,7 @@ static void req_drop_msgs(sg_uh_req_t *r)
 static void req_halt(sg_uh_req_t *r)
 {
     if (r->client != NULL) {
-        client_cancel(r->t, r->client);
+        h2o_http1client_cancel(r->client);
         r->client = NULL;
     }
     sg_timer_stop(&r->deliver);
@@ -586,8 +544,7 @@ static void req_connect(sg_uh_req_t *r, bool pooled)
     r->discarded = 0;
     sg_buf_reset(&r->json);
     if (pooled) {
-        h2o_http1client_connect_with_pool(&r->client, r, &t->client_ctx, &t->pool->h2o,
-                                          on_connect);
+        h2o_http1client_connect_with_pool(&r->client, r, &t->client_ctx, &t->pool, on_connect);
     } else {
         h2o_http1client_connect(&r->client, r, &t->client_ctx,
                                 h2o_iovec_init(t->host, strlen(t->host)), t->port, t->is_ssl,
@@ -627,19 +584,23 @@ static void on_send_again(sg_timer_t *tm)
 }
 
 /*
- * r failed before its answer began (inside on_head). True when it is sent once more, on a
- * new connection: its connection came from the pool, no byte of an answer arrived, and
- * the failure is an I/O error (the server closed an idle connection as we sent), not a
- * timeout (a server that is slow has the request).
+ * r failed before its answer began (inside on_head, errstr set), or was answered 408. True
+ * when it is sent once more, on a new connection: its connection came from the pool, and
+ * either no byte of an answer arrived and the failure is an I/O error (the server closed
+ * the idle connection as we sent), not a timeout (a slow server has the request), or the
+ * answer is 408 (the server gave up waiting on the idle connection before our request).
  */
 static bool req_send_again(sg_uh_req_t *r, h2o_http1client_t *client, const char *errstr)
 {
-    if (!r->reused || r->retried || is_timeout(errstr) || client->sock == NULL ||
-        client->sock->input->size != 0) {
+    if (!r->reused || r->retried) {
+        return false;
+    }
+    if (errstr != NULL &&
+        (is_timeout(errstr) || client->sock == NULL || client->sock->input->size != 0)) {
         return false;
     }
     SG_LOG_DEBUG(&r->t->log, "%s on a kept-alive connection failed (%s); sending it again",
-                 kind_name(r->kind), errstr);
+                 kind_name(r->kind), errstr != NULL ? errstr : "408");
     r->client = NULL;
     r->retried = true;
     r->reused = false;
@@ -833,6 +794,9 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
         }
         return NULL;
     }
+    if (status == 408 && req_send_again(r, client, NULL)) {
+        return NULL;
+    }
     if (r->kind == SG_UH_POST && status >= 200 && status <= 299) {
         capture_session(r, headers, num_headers);
     }
@@ -964,7 +928,6 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
         req_fail(r, errstr);
         return NULL;
     }
-    pool_adopt(r->t->pool, client->sock);
     build_head(r);
     r->reqbufs[0] = h2o_iovec_init(r->head.data, r->head.len);
     r->reqbufs[1] = h2o_iovec_init(r->body, r->body_len);
@@ -1173,7 +1136,7 @@ static void release(sg_uh_t *t)
         req_destroy(H2O_STRUCT_FROM_MEMBER(sg_uh_req_t, link, node));
         node = next;
     }
-    pool_free(t->pool); /* after the requests: their connections are closed, not pooled */
+    pool_dispose(t); /* after the requests: their connections are closed, not pooled */
     sg_timer_stop(&t->ready_timer);
     sg_timer_stop(&t->stop_timer);
     for (size_t i = 0; i < t->nheaders; i++) {
@@ -1312,6 +1275,8 @@ static bool make_ssl_ctx(sg_uh_t *t, const char *ca_file)
     }
     SSL_CTX_set_min_proto_version(t->ssl_ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(t->ssl_ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* no close_notify: h2o then closes a TLS socket at once, not after a write (see top) */
+    SSL_CTX_set_quiet_shutdown(t->ssl_ctx, 1);
     SSL_CTX_set_verify(t->ssl_ctx, SSL_VERIFY_PEER, NULL);
     int ok = ca_file != NULL ? SSL_CTX_load_verify_locations(t->ssl_ctx, ca_file, NULL)
                              : SSL_CTX_set_default_verify_paths(t->ssl_ctx);
@@ -1372,6 +1337,6 @@ sg_transport_t *sg_transport_http_new(sg_loop_t *loop, h2o_context_t *ctx,
     t->client_ctx.io_timeout = sg_loop_timeout_queue(loop, io_ms);
     t->client_ctx.websocket_timeout = NULL;
     t->client_ctx.ssl_ctx = t->ssl_ctx;
-    t->pool = pool_new(t);
+    pool_init(t);
     return &t->super;
 }

@@ -114,13 +114,13 @@ static sg_policy_t *compile_cstr(const char *doc)
 
 /* ---- decision cases ------------------------------------------------------ */
 
-typedef struct vcase {
+struct vcase {
     const char *file;
     char *name;
     sg_str_t raw;
-} vcase_t;
+};
 
-static sg_decision_t parse_decision(const vcase_t *c, const char *s)
+static sg_decision_t parse_decision(const struct vcase *c, const char *s)
 {
     for (int d = SG_DECISION_DENY; d <= SG_DECISION_ALLOW; d++) {
         if (strcmp(s, sg_policy_decision_name((sg_decision_t)d)) == 0) {
@@ -132,13 +132,13 @@ static sg_decision_t parse_decision(const vcase_t *c, const char *s)
 }
 
 /* Fills an input from the case; strings are owned by the caller's arrays. */
-typedef struct input_store {
+struct input_store {
     char *identity, *tool, *upstream, *method, *cls;
     char **roles;
     size_t nroles;
-} input_store_t;
+};
 
-static void build_input(const sg_policy_t *p, const vcase_t *c, input_store_t *st,
+static void build_input(const sg_policy_t *p, const struct vcase *c, struct input_store *st,
                         sg_policy_input_t *in)
 {
     memset(st, 0, sizeof(*st));
@@ -168,7 +168,7 @@ static void build_input(const sg_policy_t *p, const vcase_t *c, input_store_t *s
     in->arguments = member_raw(c->raw, "arguments");
 }
 
-static void free_input(input_store_t *st)
+static void free_input(struct input_store *st)
 {
     free(st->identity);
     free(st->tool);
@@ -178,7 +178,8 @@ static void free_input(input_store_t *st)
     free_strs(st->roles, st->nroles);
 }
 
-static void check_same(const vcase_t *c, const sg_policy_result_t *a, const sg_policy_result_t *b)
+static void check_same(const struct vcase *c, const sg_policy_result_t *a,
+                       const sg_policy_result_t *b)
 {
     if (a->decision != b->decision || strcmp(a->rule, b->rule) != 0 ||
         a->has_shadow != b->has_shadow ||
@@ -197,7 +198,7 @@ static void print_trace(const sg_policy_result_t *r)
     }
 }
 
-static void check_expectations(const vcase_t *c, const sg_policy_result_t *r)
+static void check_expectations(const struct vcase *c, const sg_policy_result_t *r)
 {
     char *want = member_str(c->raw, "expect");
     char *rule = member_str(c->raw, "rule");
@@ -228,9 +229,9 @@ static void check_expectations(const vcase_t *c, const sg_policy_result_t *r)
     free(shadow_rule);
 }
 
-static void run_decision(const sg_policy_t *p, const vcase_t *c, sg_policy_ctx_t *ctx)
+static void run_decision(const sg_policy_t *p, const struct vcase *c, sg_policy_ctx_t *ctx)
 {
-    input_store_t st;
+    struct input_store st;
     sg_policy_input_t in;
     sg_policy_result_t fast, traced, fresh;
     build_input(p, c, &st, &in);
@@ -253,9 +254,9 @@ static void run_decision(const sg_policy_t *p, const vcase_t *c, sg_policy_ctx_t
     free_input(&st);
 }
 
-static void run_visible(const sg_policy_t *p, const vcase_t *c)
+static void run_visible(const sg_policy_t *p, const struct vcase *c)
 {
-    input_store_t st;
+    struct input_store st;
     sg_policy_input_t in;
     build_input(p, c, &st, &in);
     bool want = sg_json_type(member_raw(c->raw, "visible")) == SG_JSON_TRUE;
@@ -267,7 +268,7 @@ static void run_visible(const sg_policy_t *p, const vcase_t *c)
     free_input(&st);
 }
 
-static void run_classify(const sg_policy_t *p, const vcase_t *c)
+static void run_classify(const sg_policy_t *p, const struct vcase *c)
 {
     char *tool = member_str(c->raw, "tool");
     char *want = member_str(c->raw, "expect_class");
@@ -280,7 +281,7 @@ static void run_classify(const sg_policy_t *p, const vcase_t *c)
 }
 
 /* A scan case: the hosts found in "scan" include/exclude the listed ones. */
-static void run_scan(sg_domains_scan_t *s, const vcase_t *c)
+static void run_scan(sg_domains_scan_t *s, const struct vcase *c)
 {
     char *text = member_str(c->raw, "scan");
     size_t ninc, nexc;
@@ -372,6 +373,7 @@ static char **list_vector_files(size_t *n)
         }
     }
     closedir(d);
+    assert_non_null(v);
     qsort(v, *n, sizeof(char *), cmp_names);
     return v;
 }
@@ -383,7 +385,7 @@ static size_t run_cases(const sg_policy_t *p, sg_str_t cases, const char *file,
     sg_str_t item;
     size_t n = 0;
     while (sg_json_array_next(&it, &item) == 1) {
-        vcase_t c = { file, member_str(item, "name"), item };
+        struct vcase c = { file, member_str(item, "name"), item };
         assert_non_null(c.name);
         if (member_raw(item, "scan").ptr != NULL) {
             run_scan(scan, &c);
@@ -660,7 +662,7 @@ static void index_agrees_with_linear_walk(void **state)
             sg_policy_eval(p, &in, &a);
             in.want_trace = true;
             sg_policy_eval(p, &in, &z);
-            vcase_t c = { "generated", tool, SG_STR_NULL };
+            struct vcase c = { "generated", tool, SG_STR_NULL };
             check_same(&c, &a, &z);
             /* a hidden tool is never allowed nor sent for approval */
             bool visible = sg_policy_tool_visible(p, in.identity, roles, 1, in.tool, in.upstream,

@@ -6,6 +6,11 @@
  * places, 404 for an unknown session, 500, a slow answer, an SSE stream the client must
  * resume with GET + Last-Event-ID. TLS certificates are made at test time with the
  * openssl command-line tool. Every loop is bounded.
+ *
+ * Connection reuse is checked by the connection ids h2o gives the requests it serves, and
+ * against a raw HTTP/1.1 server (plain sockets on the same loop) that counts the connections
+ * it accepts and closes, and misbehaves on demand: closes idle connections early, drops a
+ * request it read, or cuts an answer it began.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,7 +36,7 @@
 #include "io/loop.h"
 
 #define MAX_SEEN   32
-#define MAX_EVENTS 32
+#define MAX_EVENTS 1024
 #define FIELD      160
 
 /* ---- the upstream server -------------------------------------------------- */
@@ -46,6 +51,7 @@ typedef struct seen {
     char accept[FIELD];
     char content_type[FIELD];
     char tls[32];
+    uint64_t conn; /* h2o's connection id: which TCP connection carried the request */
 } seen_t;
 
 typedef struct server {
@@ -83,6 +89,7 @@ static seen_t *record(server_t *s, h2o_req_t *req)
     h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
     const char *proto = sock != NULL ? h2o_socket_get_ssl_protocol_version(sock) : NULL;
     snprintf(e->tls, sizeof(e->tls), "%s", proto != NULL ? proto : "");
+    e->conn = req->conn->id;
     return e;
 }
 
@@ -324,6 +331,239 @@ static void server_start(server_t *s, sg_loop_t *loop, const char *cert, const c
     s->port = sg_http_server_port(s->http);
 }
 
+/* ---- a raw HTTP/1.1 server ------------------------------------------------------ */
+
+typedef enum raw_mode {
+    RAW_OK = 0,         /* answers every request, keeps the connection */
+    RAW_CLOSE_IDLE,     /* closes a connection RAW_IDLE_MS after its answer (short keep-alive) */
+    RAW_DROP_SECOND,    /* reads the 2nd request of a connection, closes without answering */
+    RAW_RESET_SECOND,   /* the same with a TCP reset */
+    RAW_408_SECOND,     /* answers the 2nd request 408 and closes (gave up waiting for it) */
+    RAW_PARTIAL_SECOND, /* answers the 2nd request with a status line only, then closes */
+    RAW_CUT_SECOND,     /* answers the 2nd request with part of its body, then closes */
+    RAW_DROP_ALL,       /* reads every request, closes without answering */
+    RAW_DROP_LATER,     /* answers the server's first request; later ones as RAW_DROP_ALL */
+    RAW_HOLD,           /* answers only once `hold` requests wait (all connections busy) */
+} raw_mode_t;
+
+#define RAW_IDLE_MS 30
+#define RAW_ANSWER                             \
+    "HTTP/1.1 200 OK\r\n"                      \
+    "Content-Type: application/json\r\n"       \
+    "Content-Length: 37\r\n\r\n"               \
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n"
+#define RAW_CUT                                \
+    "HTTP/1.1 200 OK\r\n"                      \
+    "Content-Type: application/json\r\n"       \
+    "Content-Length: 37\r\n\r\n"               \
+    "{\"jsonrpc\":"
+
+#define RAW_408 "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+typedef struct raw_server raw_server_t;
+
+typedef struct raw_conn {
+    h2o_linklist_t link;
+    raw_server_t *srv;
+    sg_watch_t w;
+    int fd;
+    char in[8192];
+    size_t len;
+    size_t nreq; /* requests read on this connection */
+    bool held;
+    sg_timer_t idle;
+} raw_conn_t;
+
+struct raw_server {
+    sg_loop_t *loop;
+    sg_watch_t w;
+    int fd;
+    int port;
+    raw_mode_t mode;
+    size_t hold;
+    size_t accepted, closed, requests, waiting;
+    h2o_linklist_t conns;
+};
+
+static void raw_close(raw_conn_t *c, bool reset)
+{
+    if (reset) {
+        struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    sg_watch_dispose(&c->w);
+    sg_timer_stop(&c->idle);
+    close(c->fd);
+    h2o_linklist_unlink(&c->link);
+    c->srv->closed++;
+    c->srv->waiting -= c->held;
+    free(c);
+}
+
+static void raw_write(raw_conn_t *c, const char *s)
+{
+    size_t n = strlen(s);
+    assert_int_equal(write(c->fd, s, n), (ssize_t)n); /* small, on loopback: never short */
+}
+
+static void on_raw_idle(sg_timer_t *tm)
+{
+    raw_close(SG_CONTAINER_OF(tm, raw_conn_t, idle), false);
+}
+
+static void raw_release_held(raw_server_t *s)
+{
+    for (h2o_linklist_t *n = s->conns.next; n != &s->conns; n = n->next) {
+        raw_conn_t *c = H2O_STRUCT_FROM_MEMBER(raw_conn_t, link, n);
+        if (c->held) {
+            c->held = false;
+            raw_write(c, RAW_ANSWER);
+        }
+    }
+    s->waiting = 0;
+}
+
+/* One complete request was read on c. Returns false when c was closed. */
+static bool raw_answer(raw_conn_t *c)
+{
+    raw_server_t *s = c->srv;
+    bool second = ++c->nreq >= 2;
+    s->requests++;
+    switch (s->mode) {
+    case RAW_DROP_ALL:
+        raw_close(c, false);
+        return false;
+    case RAW_DROP_LATER:
+        if (s->requests > 1) {
+            raw_close(c, false);
+            return false;
+        }
+        break;
+    case RAW_DROP_SECOND:
+    case RAW_RESET_SECOND:
+        if (second) {
+            raw_close(c, s->mode == RAW_RESET_SECOND);
+            return false;
+        }
+        break;
+    case RAW_408_SECOND:
+    case RAW_PARTIAL_SECOND:
+    case RAW_CUT_SECOND:
+        if (second) {
+            raw_write(c, s->mode == RAW_CUT_SECOND       ? RAW_CUT
+                         : s->mode == RAW_PARTIAL_SECOND ? "HTTP/1.1 200 OK\r\n"
+                                                         : RAW_408);
+            raw_close(c, false);
+            return false;
+        }
+        break;
+    case RAW_HOLD:
+        c->held = true;
+        if (++s->waiting >= s->hold) {
+            raw_release_held(s);
+        }
+        return true;
+    default:
+        break;
+    }
+    raw_write(c, RAW_ANSWER);
+    if (s->mode == RAW_CLOSE_IDLE) {
+        sg_timer_start(s->loop, &c->idle, RAW_IDLE_MS, on_raw_idle);
+    }
+    return true;
+}
+
+/* The length of the complete request at the start of c->in, or 0. */
+static size_t raw_request_len(const raw_conn_t *c)
+{
+    const char *end = memmem(c->in, c->len, "\r\n\r\n", 4);
+    if (end == NULL) {
+        return 0;
+    }
+    size_t head = (size_t)(end - c->in) + 4;
+    size_t body = 0;
+    for (const char *p = c->in; p < end; p = strstr(p, "\r\n") + 2) {
+        if (strncasecmp(p, "content-length:", 15) == 0) {
+            body = strtoul(p + 15, NULL, 10);
+        }
+    }
+    return c->len >= head + body ? head + body : 0;
+}
+
+static void on_raw_read(sg_watch_t *w)
+{
+    raw_conn_t *c = SG_CONTAINER_OF(w, raw_conn_t, w);
+    ssize_t n = read(c->fd, c->in + c->len, sizeof(c->in) - 1 - c->len);
+    if (n <= 0) {
+        raw_close(c, false);
+        return;
+    }
+    c->len += (size_t)n;
+    c->in[c->len] = '\0';
+    sg_timer_stop(&c->idle);
+    size_t req;
+    while ((req = raw_request_len(c)) != 0) {
+        memmove(c->in, c->in + req, c->len - req);
+        c->len -= req;
+        c->in[c->len] = '\0';
+        if (!raw_answer(c)) {
+            return;
+        }
+    }
+}
+
+static void on_raw_accept(sg_watch_t *w)
+{
+    raw_server_t *s = SG_CONTAINER_OF(w, raw_server_t, w);
+    int fd;
+    while ((fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+        raw_conn_t *c = sg_xcalloc(1, sizeof(*c));
+        c->srv = s;
+        c->fd = fd;
+        assert_int_equal(sg_watch_init(&c->w, s->loop, fd, on_raw_read, NULL), SG_OK);
+        sg_watch_want_read(&c->w, true);
+        h2o_linklist_insert(&s->conns, &c->link);
+        s->accepted++;
+    }
+}
+
+static raw_server_t *raw_new(sg_loop_t *loop, raw_mode_t mode)
+{
+    raw_server_t *s = sg_xcalloc(1, sizeof(*s));
+    s->loop = loop;
+    s->mode = mode;
+    h2o_linklist_init_anchor(&s->conns);
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(s->fd >= 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t slen = sizeof(sin);
+    assert_int_equal(bind(s->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(s->fd, 1024), 0);
+    assert_int_equal(getsockname(s->fd, (struct sockaddr *)&sin, &slen), 0);
+    s->port = ntohs(sin.sin_port);
+    assert_int_equal(sg_watch_init(&s->w, loop, s->fd, on_raw_accept, NULL), SG_OK);
+    sg_watch_want_read(&s->w, true);
+    return s;
+}
+
+static size_t raw_open(const raw_server_t *s)
+{
+    return s->accepted - s->closed;
+}
+
+static void raw_free(raw_server_t *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    while (!h2o_linklist_is_empty(&s->conns)) {
+        raw_close(H2O_STRUCT_FROM_MEMBER(raw_conn_t, link, s->conns.next), false);
+    }
+    sg_watch_dispose(&s->w);
+    close(s->fd);
+    free(s);
+}
+
 /* ---- the transport's owner -------------------------------------------------- */
 
 typedef enum what { EV_READY = 1, EV_MESSAGE, EV_DONE, EV_DOWN } what_t;
@@ -345,6 +585,7 @@ typedef struct fixture {
     bool forget_on_message; /* forget the origin inside the first on_message */
     bool stop_on_message;   /* stop inside the first on_message */
     char *tmpdir;           /* TLS material */
+    raw_server_t *raw;      /* started by the tests that need it */
 } fixture_t;
 
 static void push(fixture_t *f, what_t what, void *origin, int status, sg_str_t json)
@@ -434,12 +675,12 @@ static void run_until(fixture_t *f, what_t what, size_t n)
     assert_int_equal(count(f, what), n);
 }
 
-static sg_transport_t *open_path(fixture_t *f, const char *scheme, const char *path,
+static sg_transport_t *open_port(fixture_t *f, const char *scheme, int port, const char *path,
                                  const char *ca_file)
 {
     static const char *const headers[] = { "Authorization: Bearer test-token", "X-Extra: 1" };
     char url[128];
-    snprintf(url, sizeof(url), "%s://127.0.0.1:%d%s", scheme, f->server.port, path);
+    snprintf(url, sizeof(url), "%s://127.0.0.1:%d%s", scheme, port, path);
     sg_http_spec_t spec = { .url = url,
                             .headers = headers,
                             .nheaders = 2,
@@ -448,10 +689,24 @@ static sg_transport_t *open_path(fixture_t *f, const char *scheme, const char *p
     f->t = sg_transport_http_new(f->loop, sg_http_server_context(f->server.http), &spec, &events, f,
                                  "test/http");
     assert_non_null(f->t);
+    size_t ready = count(f, EV_READY);
     assert_int_equal(f->t->ops->start(f->t), SG_OK);
-    assert_int_equal(count(f, EV_READY), 0); /* never inside start() */
-    run_until(f, EV_READY, 1);
+    assert_int_equal(count(f, EV_READY), ready); /* never inside start() */
+    run_until(f, EV_READY, ready + 1);
     return f->t;
+}
+
+static sg_transport_t *open_path(fixture_t *f, const char *scheme, const char *path,
+                                 const char *ca_file)
+{
+    return open_port(f, scheme, f->server.port, path, ca_file);
+}
+
+/* A transport to a new raw server behaving as `mode`. */
+static sg_transport_t *open_raw(fixture_t *f, raw_mode_t mode)
+{
+    f->raw = raw_new(f->loop, mode);
+    return open_port(f, "http", f->raw->port, "/mcp", NULL);
 }
 
 static int send_text(fixture_t *f, const char *json, void *origin)
@@ -474,6 +729,11 @@ static int teardown(void **state)
     fixture_t *f = *state;
     if (f->t != NULL) {
         f->t->ops->free(f->t);
+    }
+    if (f->raw != NULL) {
+        run_for(f, 20); /* the raw server sees the pooled connections close */
+        assert_int_equal(raw_open(f->raw), 0);
+        raw_free(f->raw);
     }
     uint64_t until = sg_clock_now_ms() + 3000;
     while ((f->server.slow_pending != 0 || sg_http_server_inflight(f->server.http) != 0) &&
@@ -780,6 +1040,7 @@ static void sse_stream_is_resumed_with_last_event_id(void **state)
     assert_string_equal(f->server.seen[1].last_event_id, "r1");
     assert_string_equal(f->server.seen[1].accept, "text/event-stream");
     assert_string_equal(f->server.seen[1].auth, "Bearer test-token");
+    assert_true(f->server.seen[1].conn == f->server.seen[0].conn); /* the POST's connection */
 }
 
 static void sse_without_response_nor_ids_is_eupstream(void **state)
@@ -790,6 +1051,262 @@ static void sse_without_response_nor_ids_is_eupstream(void **state)
     run_until(f, EV_DONE, 1);
     assert_int_equal(count(f, EV_MESSAGE), 1);
     assert_int_equal(nth(f, EV_DONE, 0)->status, SG_EUPSTREAM);
+}
+
+/* ---- keep-alive ------------------------------------------------------------- */
+
+#define CALL "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"}"
+
+/* How many TCP connections carried the requests seen[from..to). */
+static size_t distinct_conns(const server_t *s, size_t from, size_t to)
+{
+    size_t n = 0;
+    for (size_t i = from; i < to; i++) {
+        bool before = false;
+        for (size_t j = from; j < i; j++) {
+            before = before || s->seen[j].conn == s->seen[i].conn;
+        }
+        n += !before;
+    }
+    return n;
+}
+
+/* Sends CALL and waits for its on_origin_done; returns its status. */
+static int call(fixture_t *f, void *origin)
+{
+    size_t done = count(f, EV_DONE);
+    assert_int_equal(send_text(f, CALL, origin), SG_OK);
+    run_until(f, EV_DONE, done + 1);
+    return nth(f, EV_DONE, done)->status;
+}
+
+static void sequential_posts_reuse_one_connection(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/json", NULL);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(call(f, A), SG_OK);
+    }
+    assert_int_equal(count(f, EV_MESSAGE), 5);
+    assert_int_equal(f->server.nseen, 5);
+    assert_int_equal(distinct_conns(&f->server, 0, 5), 1);
+}
+
+static void sequential_posts_reuse_one_raw_connection(void **state)
+{
+    fixture_t *f = *state;
+    open_raw(f, RAW_OK);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(call(f, A), SG_OK);
+    }
+    assert_int_equal(count(f, EV_MESSAGE), 5);
+    assert_int_equal(f->raw->requests, 5);
+    assert_int_equal(f->raw->accepted, 1);
+    assert_int_equal(raw_open(f->raw), 1);
+}
+
+/* 202, 500 with a body, DELETE: read to their end, so their connection is kept. */
+static void unused_answers_keep_the_connection(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/accepted", NULL);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(call(f, A), SG_OK);
+    }
+    assert_int_equal(distinct_conns(&f->server, 0, 3), 1);
+    f->t->ops->free(f->t);
+    open_path(f, "http", "/err500", NULL);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(call(f, A), SG_EUPSTREAM);
+    }
+    assert_int_equal(distinct_conns(&f->server, 3, 6), 1);
+    f->t->ops->free(f->t);
+    open_path(f, "http", "/json", NULL);
+    assert_int_equal(call(f, A), SG_OK); /* initialize: a session */
+    f->t->ops->stop(f->t);
+    run_until(f, EV_DOWN, 1);
+    assert_string_equal(f->server.seen[7].method, "DELETE");
+    assert_true(f->server.seen[7].conn == f->server.seen[6].conn);
+    assert_int_equal(count(f, EV_MESSAGE), 1);
+}
+
+static void concurrent_posts_use_several_connections_then_reuse_them(void **state)
+{
+    static char origins[4];
+    fixture_t *f = *state;
+    open_path(f, "http", "/sse", NULL);
+    for (size_t round = 1; round <= 2; round++) {
+        for (size_t i = 0; i < 4; i++) {
+            assert_int_equal(send_text(f, CALL, &origins[i]), SG_OK);
+        }
+        run_until(f, EV_DONE, 4 * round);
+    }
+    for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(nth(f, EV_DONE, i)->status, SG_OK);
+    }
+    assert_int_equal(count(f, EV_MESSAGE), 8 * 3);
+    assert_int_equal(f->server.nseen, 8);
+    assert_int_equal(distinct_conns(&f->server, 0, 4), 4); /* in flight together */
+    assert_int_equal(distinct_conns(&f->server, 4, 8), 4);
+    assert_int_equal(distinct_conns(&f->server, 0, 8), 4); /* the second round reused them */
+}
+
+static void sse_answer_then_reuse(void **state)
+{
+    fixture_t *f = *state;
+    open_path(f, "http", "/sse", NULL);
+    assert_int_equal(call(f, A), SG_OK);
+    assert_int_equal(call(f, B), SG_OK);
+    assert_int_equal(count(f, EV_MESSAGE), 6);
+    assert_string_equal(nth(f, EV_MESSAGE, 5)->json, RESPONSE);
+    assert_ptr_equal(nth(f, EV_MESSAGE, 5)->origin, B);
+    assert_int_equal(distinct_conns(&f->server, 0, 2), 1);
+}
+
+/* A server with a short keep-alive: its close arrived before the next request, which
+ * goes on a new connection (h2o's MSG_PEEK check), without any request sent twice. */
+static void connection_closed_while_idle_is_not_used(void **state)
+{
+    fixture_t *f = *state;
+    open_raw(f, RAW_CLOSE_IDLE);
+    assert_int_equal(call(f, A), SG_OK);
+    run_for(f, RAW_IDLE_MS + 70);
+    assert_int_equal(raw_open(f->raw), 0);
+    assert_int_equal(call(f, B), SG_OK);
+    assert_int_equal(f->raw->accepted, 2);
+    assert_int_equal(f->raw->requests, 2);
+    assert_int_equal(count(f, EV_MESSAGE), 2);
+}
+
+/* The server closes a kept-alive connection as the request arrives: sent once more. */
+static void reused_connection_closed_is_sent_again(void **state)
+{
+    fixture_t *f = *state;
+    open_raw(f, RAW_DROP_SECOND);
+    assert_int_equal(call(f, A), SG_OK);
+    assert_int_equal(call(f, B), SG_OK);
+    assert_int_equal(f->raw->requests, 3); /* B dropped on the first connection, then B again */
+    assert_int_equal(f->raw->accepted, 2);
+    assert_int_equal(count(f, EV_MESSAGE), 2);
+    assert_ptr_equal(nth(f, EV_MESSAGE, 1)->origin, B);
+}
+
+static void reused_connection_reset_is_sent_again(void **state)
+{
+    fixture_t *f = *state;
+    open_raw(f, RAW_RESET_SECOND);
+    assert_int_equal(call(f, A), SG_OK);
+    assert_int_equal(call(f, B), SG_OK);
+    assert_int_equal(f->raw->requests, 3);
+    assert_int_equal(f->raw->accepted, 2);
+    assert_int_equal(count(f, EV_MESSAGE), 2);
+}
+
+static void reused_connection_answered_408_is_sent_again(void **state)
+{
+    fixture_t *f = *state;
+    open_raw(f, RAW_408_SECOND);
+    assert_int_equal(call(f, A), SG_OK);
+    assert_int_equal(call(f, B), SG_OK);
+    assert_int_equal(f->raw->requests, 3);
+    assert_int_equal(f->raw->accepted, 2);
+    assert_int_equal(count(f, EV_MESSAGE), 2);
+}
+
+/* Sent again at most once: the new connection fails too, and that is the outcome. */
+static void request_is_sent_again_only_once(void **state)
+{
+    fixture_t *f = *state;
+    open_raw(f, RAW_DROP_LATER);
+    assert_int_equal(call(f, A), SG_OK);
+    assert_int_equal(call(f, B), SG_EUPSTREAM);
+    run_for(f, 50);
+    assert_int_equal(f->raw->requests, 3);
+    assert_int_equal(f->raw->accepted, 2);
+}
+
+/* Bytes of an answer arrived: the server has the request, it is never sent twice. */
+static void failure_after_the_answer_began_is_not_sent_again(void **state)
+{
+    fixture_t *f = *state;
+    open_raw(f, RAW_PARTIAL_SECOND);
+    assert_int_equal(call(f, A), SG_OK);
+    assert_int_equal(call(f, B), SG_EUPSTREAM);
+    run_for(f, 50);
+    assert_int_equal(f->raw->requests, 2);
+    assert_int_equal(f->raw->accepted, 1);
+}
+
+static void cut_body_is_not_sent_again(void **state)
+{
+    fixture_t *f = *state;
+    open_raw(f, RAW_CUT_SECOND);
+    assert_int_equal(call(f, A), SG_OK);
+    assert_int_equal(call(f, B), SG_EUPSTREAM);
+    run_for(f, 50);
+    assert_int_equal(f->raw->requests, 2);
+    assert_int_equal(f->raw->accepted, 1);
+    assert_int_equal(count(f, EV_MESSAGE), 1);
+}
+
+static void failure_on_a_new_connection_is_not_sent_again(void **state)
+{
+    fixture_t *f = *state;
+    open_raw(f, RAW_DROP_ALL);
+    assert_int_equal(call(f, A), SG_EUPSTREAM);
+    run_for(f, 50);
+    assert_int_equal(f->raw->requests, 1);
+    assert_int_equal(f->raw->accepted, 1);
+}
+
+static bool io_timeouts_empty(fixture_t *f)
+{
+    return h2o_linklist_is_empty(&sg_loop_timeout_queue(f->loop, IO_TIMEOUT)->_entries);
+}
+
+static void free_closes_idle_and_busy_connections(void **state)
+{
+    fixture_t *f = *state;
+    open_raw(f, RAW_HOLD);
+    f->raw->hold = 3;
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(send_text(f, CALL, A), SG_OK);
+    }
+    run_until(f, EV_DONE, 3);
+    assert_int_equal(raw_open(f->raw), 3); /* idle in the pool */
+    f->raw->hold = 100;
+    assert_int_equal(send_text(f, CALL, B), SG_OK);
+    assert_int_equal(send_text(f, CALL, B), SG_OK);
+    run_for(f, 50);
+    assert_int_equal(f->raw->waiting, 2); /* two requests held */
+    f->t->ops->free(f->t);
+    f->t = NULL;
+    assert_true(io_timeouts_empty(f));
+    run_for(f, 30);
+    assert_int_equal(raw_open(f->raw), 0);
+    assert_int_equal(f->raw->accepted, 3);
+    assert_int_equal(count(f, EV_DONE), 3);
+}
+
+/* POOL_MAX_IDLE in upstream_http.c */
+#define POOL_MAX_IDLE 256
+
+static void idle_connections_are_capped(void **state)
+{
+    const size_t n = POOL_MAX_IDLE + 4;
+    fixture_t *f = *state;
+    open_raw(f, RAW_HOLD);
+    f->raw->hold = n; /* all answers at once, when every connection carries a request */
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(send_text(f, CALL, A), SG_OK);
+    }
+    run_until(f, EV_DONE, n);
+    run_for(f, 30);
+    assert_int_equal(f->raw->accepted, n);
+    assert_int_equal(raw_open(f->raw), POOL_MAX_IDLE);
+    f->raw->hold = 1;
+    assert_int_equal(call(f, B), SG_OK); /* and they are used */
+    assert_int_equal(f->raw->accepted, n);
 }
 
 static void rejects_bad_urls_and_headers(void **state)
@@ -885,6 +1402,39 @@ static void tls_unknown_ca_is_rejected(void **state)
                      SG_OK);
     run_until(f, EV_DONE, 1);
     assert_int_equal(nth(f, EV_DONE, 0)->status, SG_EUPSTREAM);
+}
+
+static void tls_connections_are_reused(void **state)
+{
+    fixture_t *f = *state;
+    restart_tls(f, "ip");
+    char ca[512];
+    tls_path(f, ca, sizeof(ca), "ca.pem");
+    open_path(f, "https", "/json", ca);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(call(f, A), SG_OK);
+        assert_string_equal(f->server.seen[i].tls, "TLSv1.3");
+    }
+    assert_int_equal(distinct_conns(&f->server, 0, 3), 1);
+}
+
+/* Closing a TLS connection in use writes close_notify first: the pool outlives free(). */
+static void tls_free_with_requests_in_flight(void **state)
+{
+    fixture_t *f = *state;
+    restart_tls(f, "ip");
+    char ca[512];
+    tls_path(f, ca, sizeof(ca), "ca.pem");
+    open_path(f, "https", "/slow", ca);
+    assert_int_equal(send_text(f, CALL, A), SG_OK);
+    assert_int_equal(send_text(f, CALL, B), SG_OK);
+    run_for(f, 60);
+    assert_int_equal(f->server.nseen, 2);
+    f->t->ops->free(f->t);
+    f->t = NULL;
+    assert_true(io_timeouts_empty(f));
+    run_for(f, 30);
+    assert_int_equal(f->nev, 1); /* on_ready only */
 }
 
 /* True when h2o's resolver (AF_UNSPEC, AI_ADDRCONFIG) can only pick 127.0.0.1 for localhost. */
@@ -1027,10 +1577,27 @@ int main(void)
         T(stop_inside_on_message),
         T(sse_stream_is_resumed_with_last_event_id),
         T(sse_without_response_nor_ids_is_eupstream),
+        T(sequential_posts_reuse_one_connection),
+        T(sequential_posts_reuse_one_raw_connection),
+        T(unused_answers_keep_the_connection),
+        T(concurrent_posts_use_several_connections_then_reuse_them),
+        T(sse_answer_then_reuse),
+        T(connection_closed_while_idle_is_not_used),
+        T(reused_connection_closed_is_sent_again),
+        T(reused_connection_reset_is_sent_again),
+        T(reused_connection_answered_408_is_sent_again),
+        T(request_is_sent_again_only_once),
+        T(failure_after_the_answer_began_is_not_sent_again),
+        T(cut_body_is_not_sent_again),
+        T(failure_on_a_new_connection_is_not_sent_again),
+        T(free_closes_idle_and_busy_connections),
+        T(idle_connections_are_capped),
         T(rejects_bad_urls_and_headers),
         T(tls_name_mismatch_is_rejected),
         T(tls_ip_san_is_accepted_over_tls13),
         T(tls_unknown_ca_is_rejected),
+        T(tls_connections_are_reused),
+        T(tls_free_with_requests_in_flight),
         T(tls_dns_name_is_checked),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
