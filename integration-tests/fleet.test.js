@@ -195,17 +195,19 @@ async function echoOnce(peer, tag = 'p') {
 
 /**
  * Runs `loops` concurrent loops of fn(i) until stop() (or maxMs, so every loop is bounded);
- * each result is recorded with its send and answer times (performance.now()) and its label.
+ * each result is recorded with its send and answer times (performance.now()) and its label;
+ * `pending` maps each loop to the send time of its call in flight.
  */
-function load(label, loops, fn, { maxMs = 60000, pauseMs = 0 } = {}) {
-    const ctl = { label, stopped: false, results: [] };
+function load(label, loops, fn, { maxMs = 60000 } = {}) {
+    const ctl = { label, stopped: false, results: [], pending: new Map() };
     const deadline = performance.now() + maxMs;
     const runners = Array.from({ length: loops }, async (_, i) => {
         while (!ctl.stopped && performance.now() < deadline) {
             const sent = performance.now();
+            ctl.pending.set(i, sent);
             const r = await fn(i);
+            ctl.pending.delete(i);
             ctl.results.push({ ...r, label, loop: i, sent, done: performance.now() });
-            if (pauseMs > 0) await sleep(pauseMs);
         }
     });
     ctl.stop = async () => {
@@ -226,7 +228,7 @@ function firstAfter(results, t, pred) {
 
 const describe = (r) => (r ? (r.ok ? 'ok' : r.code ? `${r.code}/${r.scope}` : r.transport || r.message || `HTTP ${r.status}`) : 'none');
 
-/** Waits until every replica's probe answers check(result) === true; returns the results. */
+/** Waits until one call through each of peers (one per replica) satisfies check(result). */
 async function untilEveryReplica(peers, check, { timeoutMs = 5000, message = 'every replica' } = {}) {
     const last = new Map();
     try {
@@ -682,7 +684,15 @@ test('Redis stopped under load: strict and standard refused with -31007 within t
         await sleep(300);
         for (const p of all) {
             const late = p.since(recovered + 300);
-            assert.ok(late.length > 0 && late.every((r) => r.ok), `${p.label}: served after recovery: ${describe(late.find((r) => !r.ok))}`);
+            const recent = p.results
+                .filter((r) => r.done >= tListening - 200)
+                .map((r) => `[sent ${Math.round(r.sent - tListening)}, answered ${Math.round(r.done - tListening)}: ${describe(r)}]`);
+            assert.ok(
+                late.length > 0 && late.every((r) => r.ok),
+                `${p.label}: served after recovery: ${describe(late.find((r) => !r.ok))}; ` +
+                    `now ${Math.round(performance.now() - tListening)} ms after Redis listened, calls since: ${recent.join(' ')}` +
+                    (p.pending ? `; unanswered calls sent at ${[...p.pending.values()].map((t) => Math.round(t - tListening)).join(', ')}` : ''),
+            );
         }
     } finally {
         await Promise.all(all.map((p) => p.stop()));

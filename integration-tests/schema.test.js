@@ -4,7 +4,8 @@
 //
 // Each vector says whether the server accepts it ("valid"). Some checks go beyond what a
 // schema can say (body size, duplicate JSON keys, NUL, integers written as 1.0 or 1e2,
-// unique names, regexes that compile with PCRE2, prefix collisions, references); such a
+// unique names, regexes that compile with PCRE2, prefix collisions, references, and the
+// policy compiler's own reading of host names and argument paths); such a
 // vector carries "schema_valid": true, the verdict the schema alone must give. Bodies that
 // are not UTF-8 JSON at all are refused before any schema, here as there.
 //

@@ -15,9 +15,11 @@
 #include "base/json.h"
 #include "base/mem.h"
 #include "control/control_int.h"
+#include "control/recovery.h"
 #include "core/session_token.h"
 #include "io/http_reply.h"
 #include "store/admin_store.h"
+#include "store/tenant_store.h"
 
 #define API_PREFIX "/admin/api/v1"
 #define MAX_BODY   (1u << 20)
@@ -31,6 +33,12 @@ typedef struct route {
 static const route_t routes[] = {
     { "GET", "/killswitch", sg_api_killswitch_get },
     { "POST", "/killswitch", sg_api_killswitch_post },
+    { "POST", "/bootstrap", sg_api_bootstrap },
+    { "GET", "/tenants", sg_api_tenants_list },
+    { "GET", "/tenants/{t}", sg_api_tenant_get },
+    { "DELETE", "/tenants/{t}", sg_api_tenant_delete },
+    { "POST", "/tenants/{t}/identities/{name}/keys", sg_api_key_rotate },
+    { "DELETE", "/tenants/{t}/identities/{name}/keys/{id}", sg_api_key_delete },
 };
 
 /* ---- helpers ---- */
@@ -195,11 +203,18 @@ sg_control_t *sg_control_new(sg_runtime_t *rt, sg_error_t *err)
     c->pg = sg_runtime_pg(rt);
     c->log = (sg_log_ctx_t){ .component = "control" };
     sg_admin_store_prepare(c->pg);
+    sg_tenant_store_prepare(c->pg);
     sg_http_server_route(sg_runtime_http(rt), API_PREFIX, on_admin_api, c);
+    c->recovery = sg_recovery_new(sg_runtime_loop(rt), c->redis, c->pg,
+            (uint64_t)sg_runtime_settings(rt)->recovery_interval_ms);
     return c;
 }
 
 void sg_control_free(sg_control_t *c)
 {
+    if (c == NULL) {
+        return;
+    }
+    sg_recovery_free(c->recovery);
     free(c);
 }

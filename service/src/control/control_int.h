@@ -17,11 +17,12 @@ struct sg_control {
     sg_redis_t *redis;
     sg_pg_t *pg;
     sg_log_ctx_t log;
+    struct sg_recovery *recovery;
 };
 
 /* Path parameters of a matched route ({t}, {name}, ...), NUL-terminated copies. */
 typedef struct sg_api_params {
-    char v[SG_API_MAX_PARAMS][129];
+    char v[SG_API_MAX_PARAMS][65]; /* names are at most 64 characters */
     size_t n;
 } sg_api_params_t;
 
@@ -43,5 +44,11 @@ bool sg_api_body_object(h2o_req_t *req, sg_str_t *body);
 /* ---- endpoints ---- */
 void sg_api_killswitch_get(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
 void sg_api_killswitch_post(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
+void sg_api_bootstrap(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
+void sg_api_tenants_list(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
+void sg_api_tenant_get(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
+void sg_api_tenant_delete(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
+void sg_api_key_rotate(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
+void sg_api_key_delete(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
 
 #endif

@@ -7,7 +7,9 @@
  * Schema library for C): it enforces schema/bootstrap.schema.json plus the
  * checks a schema cannot express (body size, strict JSON, unique names and
  * keys, PCRE2 regexes that compile, prefixes that cannot collide, references
- * to declared upstreams and identities). It reports every problem at once,
+ * to declared upstreams and identities) and, last, compiles the expanded
+ * document the way a replica does (core/tenant, core/policy), so a payload
+ * that passes is never refused by a replica. It reports every problem at once,
  * each as a JSON pointer into the payload and a message that never quotes a
  * value from the payload. The same vectors (tests/vectors/bootstrap) run
  * through this code and through the schema with a real validator.

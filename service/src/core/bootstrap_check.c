@@ -254,7 +254,7 @@ static const struct member arg_test_members[] = {
 static const struct spec s_arg_test = { .kind = SG_SPEC_OBJECT,
                                         MEMBERS(arg_test_members),
                                         .check = check_arg_test };
-static const struct spec s_arg_path = STR(1, 256, NULL);
+static const struct spec s_arg_path = STR(0, 256, sg_bootstrap_test_arg_path);
 static const struct spec s_arg_tests = {
     .kind = SG_SPEC_MAP, .min = 1, .max = 256, .keys = &s_arg_path, .items = &s_arg_test
 };
@@ -339,25 +339,29 @@ static const struct member scanning_members[] = {
 static const struct spec s_scanning = { .kind = SG_SPEC_OBJECT, MEMBERS(scanning_members) };
 
 /* approvals, rate limits, audit, origins */
+static const struct spec s_timeout_s = INT(1, 86400);
 static const struct member approvals_members[] = {
-    { "timeout_s", &(const struct spec)INT(1, 86400), false },
+    { "timeout_s", &s_timeout_s, false },
 };
 static const struct spec s_approvals = { .kind = SG_SPEC_OBJECT, MEMBERS(approvals_members) };
 static const struct spec s_per_minute = INT(1, 1000000);
+static const struct spec s_rate_scope = ENUM(rate_scopes);
 static const struct member rate_limit_members[] = {
     { "name", &s_name, false },
     { "match", &s_match, true },
     { "per_minute", &s_per_minute, true },
     { "burst", &s_per_minute, false },
-    { "per", &(const struct spec)ENUM(rate_scopes), false },
+    { "per", &s_rate_scope, false },
 };
 static const struct spec s_rate_limit = { .kind = SG_SPEC_OBJECT, MEMBERS(rate_limit_members) };
 static const struct spec s_rate_limits = { .kind = SG_SPEC_ARRAY,
                                            .max = 1000,
                                            .items = &s_rate_limit };
+static const struct spec s_audit_mode = ENUM(audit_modes);
+static const struct spec s_on_unavailable = ENUM(on_unavailable);
 static const struct member audit_members[] = {
-    { "mode", &(const struct spec)ENUM(audit_modes), false },
-    { "on_unavailable", &(const struct spec)ENUM(on_unavailable), false },
+    { "mode", &s_audit_mode, false },
+    { "on_unavailable", &s_on_unavailable, false },
 };
 static const struct spec s_audit = { .kind = SG_SPEC_OBJECT, MEMBERS(audit_members) };
 static const struct spec s_origin = STR(0, 512, sg_bootstrap_test_origin);
@@ -365,9 +369,10 @@ static const struct spec s_origins = {
     .kind = SG_SPEC_ARRAY, .max = 1024, .items = &s_origin, .unique = true
 };
 
+static const struct spec s_profile = ENUM(profiles);
 static const struct member root_members[] = {
     { "tenant", &s_name, true },
-    { "profile", &(const struct spec)ENUM(profiles), true },
+    { "profile", &s_profile, true },
     { "upstreams", &s_upstreams, false },
     { "identities", &s_identities, false },
     { "policies", &s_rules, false },

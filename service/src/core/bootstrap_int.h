@@ -51,6 +51,7 @@ void sg_bootstrap_check_schema(sg_bootstrap_walk_t *w, sg_str_t root);
 const char *sg_bootstrap_test_name(sg_str_t s);
 const char *sg_bootstrap_test_rule_name(sg_str_t s);
 const char *sg_bootstrap_test_method(sg_str_t s);
+const char *sg_bootstrap_test_arg_path(sg_str_t s);
 const char *sg_bootstrap_test_prefix(sg_str_t s);
 const char *sg_bootstrap_test_env_name(sg_str_t s);
 const char *sg_bootstrap_test_header_name(sg_str_t s);

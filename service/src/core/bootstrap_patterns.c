@@ -39,6 +39,27 @@ const char *sg_bootstrap_test_method(sg_str_t s)
     return ok ? NULL : "must be an MCP method or a glob on one: 1-64 of [A-Za-z_/*?]";
 }
 
+const char *sg_bootstrap_test_arg_path(sg_str_t s)
+{
+    size_t seg = 0; /* characters in the current segment */
+    bool ok = true;
+    for (size_t i = 0; ok && i < s.len; i++) {
+        if (s.ptr[i] == '\\') {
+            ok = i + 1 < s.len && (s.ptr[i + 1] == '.' || s.ptr[i + 1] == '\\');
+            i++;
+            seg++;
+        } else if (s.ptr[i] == '.') {
+            ok = seg != 0;
+            seg = 0;
+        } else {
+            seg++;
+        }
+    }
+    return ok && seg != 0 ? NULL
+                          : "must be a dotted argument path: no empty segment; \\ only before . "
+                            "or \\";
+}
+
 const char *sg_bootstrap_test_prefix(sg_str_t s)
 {
     return s.len == 0 || sg_name_is_valid(s) ? NULL : "must be \"\" or 1-64 of [A-Za-z0-9_.-]";

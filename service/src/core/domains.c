@@ -31,14 +31,27 @@
 #define MAX_HOST_LEN   1024 /* longer candidates are cut to their last 253 bytes */
 #define MAX_URL_LEN    8192
 #define MIN_B64_RUN    8
-#define BUDGET_BASE    (1u << 20)
-#define BUDGET_FACTOR  8
+#define BUDGET_BASE    (512u << 10)
+#define BUDGET_FACTOR  4
 #define NO_REGISTRABLE UINT32_MAX
+#define MAX_IDN        2048 /* idn2 conversions per scan; more: truncated */
+#define MAX_CURL       1024 /* curl_url readings per scan; more: truncated */
+#define SEEN_SLOTS     4096 /* remembered candidates, a power of two */
+#define SEEN_MAX_LEN   512  /* longer candidates are not remembered */
+#define SEEN_PROBES    8    /* a longer probe (hash flooding) just skips the cache */
 
 struct host_rec {
     uint32_t off; /* into arena */
     uint32_t reg; /* into arena, or NO_REGISTRABLE */
     bool ip;
+};
+
+/* A candidate already handled in this scan (tag byte + text in seen_bytes). */
+struct seen_slot {
+    uint64_t hash;
+    uint32_t gen; /* valid only when equal to the scan's generation */
+    uint32_t off;
+    uint32_t len;
 };
 
 struct sg_domains_scan {
@@ -53,6 +66,11 @@ struct sg_domains_scan {
     sg_buf_t layers[SG_DOMAINS_MAX_LAYERS]; /* decode output of each depth */
     sg_buf_t host;                          /* normalisation scratch */
     sg_buf_t str;                           /* JSON string decoding */
+    struct seen_slot *seen;                 /* SEEN_SLOTS, allocated on first use */
+    sg_buf_t seen_bytes;
+    uint32_t gen; /* bumped by reset: forgets every seen slot at once */
+    size_t nseen;
+    size_t nidn, ncurl;
 };
 
 static void scan_string(sg_domains_scan_t *s, const char *p, size_t len, unsigned depth);
@@ -69,6 +87,63 @@ static bool is_url_stop(unsigned char c)
 {
     return c <= 0x20 || c == 0x7f || c == '"' || c == '\'' || c == '<' || c == '>' || c == '`' ||
            c == '{' || c == '}' || c == '|' || c == '^';
+}
+
+/* ---- candidates already handled ------------------------------------------ */
+
+static uint64_t seen_hash(char tag, const char *p, size_t len)
+{
+    uint64_t h = (1469598103934665603ull ^ (unsigned char)tag) * 1099511628211ull;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
+/*
+ * True when (tag, p[0..len)) was handled before in this scan; otherwise
+ * remembers it (room permitting) and returns false. Exact: texts are compared,
+ * so a hash collision never hides a candidate; it only costs a probe.
+ */
+static bool seen_before(sg_domains_scan_t *s, char tag, const char *p, size_t len)
+{
+    if (len > SEEN_MAX_LEN) {
+        return false;
+    }
+    if (s->seen == NULL) {
+        s->seen = sg_xcalloc(SEEN_SLOTS, sizeof(*s->seen));
+    }
+    uint64_t h = seen_hash(tag, p, len);
+    size_t i = (size_t)h & (SEEN_SLOTS - 1);
+    for (unsigned probe = 0; probe < SEEN_PROBES; probe++, i = (i + 1) & (SEEN_SLOTS - 1)) {
+        struct seen_slot *slot = &s->seen[i];
+        if (slot->gen != s->gen) {
+            if (s->nseen < SEEN_SLOTS / 2) {
+                *slot = (struct seen_slot){ h, s->gen, (uint32_t)s->seen_bytes.len,
+                                            (uint32_t)len + 1 };
+                sg_buf_append_char(&s->seen_bytes, tag);
+                sg_buf_append(&s->seen_bytes, p, len);
+                s->nseen++;
+            }
+            return false;
+        }
+        if (slot->hash == h && slot->len == len + 1 && s->seen_bytes.data[slot->off] == tag &&
+            memcmp(s->seen_bytes.data + slot->off + 1, p, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Counts one use of an expensive reader; false (and truncated) past its cap. */
+static bool spend(sg_domains_scan_t *s, size_t *used, size_t cap)
+{
+    if (*used >= cap) {
+        s->truncated = true;
+        return false;
+    }
+    (*used)++;
+    return true;
 }
 
 /* ---- the host set -------------------------------------------------------- */
@@ -163,6 +238,9 @@ static bool add_ipv4(sg_domains_scan_t *s, const char *h)
 
 static void add_idn(sg_domains_scan_t *s, const char *h, bool need_dot)
 {
+    if (!spend(s, &s->nidn, MAX_IDN)) {
+        return;
+    }
     static const int flags[] = { IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT,
                                  IDN2_TRANSITIONAL | IDN2_NFC_INPUT };
     for (size_t i = 0; i < SG_ARRAY_LEN(flags); i++) {
@@ -239,6 +317,9 @@ static void add_host(sg_domains_scan_t *s, const char *p, size_t len, bool from_
 {
     bool ascii;
     size_t n = 0;
+    if (seen_before(s, from_url ? 'U' : 'H', p, len)) {
+        return;
+    }
     if (len >= 2 && p[0] == '[' && p[len - 1] == ']') {
         (void)add_ipv6(s, p + 1, len - 2);
         return;
@@ -290,7 +371,8 @@ static void read_authority(sg_domains_scan_t *s, const char *a, size_t n)
 
 static void read_with_curl(sg_domains_scan_t *s, const char *u, size_t n)
 {
-    if (s->url == NULL || n > MAX_URL_LEN) {
+    if (s->url == NULL || n > MAX_URL_LEN || seen_before(s, 'C', u, n) ||
+        !spend(s, &s->ncurl, MAX_CURL)) {
         return;
     }
     sg_buf_t *b = &s->host;
@@ -345,6 +427,21 @@ static void find_urls(sg_domains_scan_t *s, const char *p, size_t len)
     }
 }
 
+/* A '.' or a character UTS #46 maps to one (U+3002, U+FF0E, U+FF61). */
+static bool has_dot(const char *t, size_t n)
+{
+    static const char *const dots[] = { "\xe3\x80\x82", "\xef\xbc\x8e", "\xef\xbd\xa1" };
+    if (memchr(t, '.', n) != NULL) {
+        return true;
+    }
+    for (size_t i = 0; i < SG_ARRAY_LEN(dots); i++) {
+        if (memmem(t, n, dots[i], 3) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void name_token(sg_domains_scan_t *s, const char *t, size_t n)
 {
     bool ascii = true;
@@ -357,7 +454,9 @@ static void name_token(sg_domains_scan_t *s, const char *t, size_t n)
         }
         return;
     }
-    add_host(s, t, n, false); /* the IDN reading of the whole token */
+    if (has_dot(t, n)) {
+        add_host(s, t, n, false); /* the IDN reading of the whole token */
+    }
     size_t i = 0;
     while (i < n) { /* and every ASCII run inside it */
         while (i < n && (unsigned char)t[i] >= 0x80) {
@@ -433,10 +532,9 @@ static void scan_layers(sg_domains_scan_t *s, const char *p, size_t len, unsigne
                      { 0, sg_domains_fold_wide } };
     sg_buf_t *b = &s->layers[depth];
     for (size_t k = 0; k < SG_ARRAY_LEN(decoders) && !s->truncated; k++) {
-        bool present = false;
-        for (size_t i = 0; i < len && !present; i++) {
-            present = decoders[k].trigger != 0 ? p[i] == decoders[k].trigger
-                                               : (unsigned char)p[i] >= 0xe2;
+        bool present = decoders[k].trigger != 0 && memchr(p, decoders[k].trigger, len) != NULL;
+        for (size_t i = 0; decoders[k].trigger == 0 && i < len && !present; i++) {
+            present = (unsigned char)p[i] >= 0xe2;
         }
         sg_buf_reset(b);
         if (present && decoders[k].fn(p, len, b)) {
@@ -457,6 +555,9 @@ static void scan_string(sg_domains_scan_t *s, const char *p, size_t len, unsigne
         return;
     }
     s->budget -= len;
+    if (seen_before(s, (char)('0' + depth), p, len)) {
+        return; /* the same text at the same depth names the same hosts */
+    }
     find_urls(s, p, len);
     find_names(s, p, len);
     if (depth < SG_DOMAINS_MAX_LAYERS) {
@@ -477,6 +578,7 @@ sg_domains_scan_t *sg_domains_scan_new(void)
         }
     }
     SG_BUG_ON(s->psl == NULL);
+    s->gen = 1;
     s->url = curl_url();
     SG_BUG_ON(s->url == NULL);
     return s;
@@ -495,14 +597,25 @@ void sg_domains_scan_free(sg_domains_scan_t *s)
     }
     sg_buf_dispose(&s->host);
     sg_buf_dispose(&s->str);
+    sg_buf_dispose(&s->seen_bytes);
+    free(s->seen);
     free(s);
 }
 
 void sg_domains_scan_reset(sg_domains_scan_t *s)
 {
     sg_buf_reset(&s->arena);
+    sg_buf_reset(&s->seen_bytes);
     s->nhosts = 0;
     s->truncated = false;
+    s->nseen = 0;
+    s->nidn = 0;
+    s->ncurl = 0;
+    if (++s->gen == 0) { /* wrapped: slots of generation 0 would look valid */
+        free(s->seen);
+        s->seen = NULL;
+        s->gen = 1;
+    }
 }
 
 static void start_budget(sg_domains_scan_t *s, size_t len)

@@ -50,8 +50,8 @@ void sg_domains_scan_reset(sg_domains_scan_t *s);
 /*
  * Adds the hosts of every string and key inside json (validated JSON; depth
  * bounded by SG_JSON_MAX_DEPTH). A scan stops early, with truncated set, when
- * it meets more than SG_DOMAINS_MAX_HOSTS hosts or its byte budget (8 times
- * the input plus 1 MiB) runs out.
+ * it meets more than SG_DOMAINS_MAX_HOSTS hosts or its byte budget (4 times
+ * the input plus 512 KiB) runs out.
  */
 void sg_domains_scan_json(sg_domains_scan_t *s, sg_str_t json);
 /* Adds the hosts of one decoded string. */

@@ -7,6 +7,22 @@
  */
 #include "core/domains_int.h"
 
+/*
+ * Decoders never produce more bytes than they read: they reserve len bytes
+ * once and write directly (one call per byte into buf.c was most of their cost).
+ */
+static char *out_begin(sg_buf_t *out, size_t len)
+{
+    sg_buf_reserve(out, len);
+    return out->data + out->len;
+}
+
+static void out_end(sg_buf_t *out, char *o)
+{
+    out->len = (size_t)(o - out->data);
+    out->data[out->len] = '\0';
+}
+
 int sg_domains_hex_value(unsigned char c)
 {
     if (sg_domains_is_digit(c)) {
@@ -104,17 +120,19 @@ bool sg_domains_looks_textual(const char *p, size_t len)
 bool sg_domains_decode_percent(const char *p, size_t len, sg_buf_t *out)
 {
     bool changed = false;
+    char *o = out_begin(out, len);
     for (size_t i = 0; i < len; i++) {
         int hi, lo;
         if (p[i] == '%' && i + 2 < len && (hi = sg_domains_hex_value(p[i + 1])) >= 0 &&
             (lo = sg_domains_hex_value(p[i + 2])) >= 0 && (hi | lo) != 0) {
-            sg_buf_append_char(out, (char)(hi * 16 + lo));
+            *o++ = (char)(hi * 16 + lo);
             i += 2;
             changed = true;
         } else {
-            sg_buf_append_char(out, p[i]);
+            *o++ = p[i];
         }
     }
+    out_end(out, o);
     return changed;
 }
 
@@ -213,25 +231,28 @@ bool sg_domains_fold_wide(const char *p, size_t len, sg_buf_t *out)
 {
     const unsigned char *u = (const unsigned char *)p;
     bool changed = false;
+    char *o = out_begin(out, len);
     size_t i = 0;
     while (i < len) {
         uint32_t cp = 0;
-        size_t n = sg_domains_utf8_next(u + i, len - i, &cp);
+        size_t n = u[i] < 0x80 ? 0 : sg_domains_utf8_next(u + i, len - i, &cp);
         if (n == 0) {
-            sg_buf_append_char(out, p[i++]);
+            *o++ = p[i++];
             continue;
         }
         if (cp >= 0xff01 && cp <= 0xff5e) {
-            sg_buf_append_char(out, (char)(cp - 0xfee0));
+            *o++ = (char)(cp - 0xfee0);
             changed = true;
         } else if (cp == 0x3002 || cp == 0xff61 || cp == 0xfe52 || cp == 0x2024) {
-            sg_buf_append_char(out, '.');
+            *o++ = '.';
             changed = true;
         } else {
-            sg_buf_append(out, p + i, n);
+            memcpy(o, p + i, n);
+            o += n;
         }
         i += n;
     }
+    out_end(out, o);
     return changed;
 }
 
@@ -253,12 +274,14 @@ void sg_domains_decode_b64(const char *p, size_t len, sg_buf_t *out)
 {
     uint32_t acc = 0;
     unsigned bits = 0;
+    char *o = out_begin(out, len);
     for (size_t i = 0; i < len; i++) {
         acc = (acc << 6) | (uint32_t)sg_domains_b64_value((unsigned char)p[i]);
         bits += 6;
         if (bits >= 8) {
             bits -= 8;
-            sg_buf_append_char(out, (char)((acc >> bits) & 0xff));
+            *o++ = (char)((acc >> bits) & 0xff);
         }
     }
+    out_end(out, o);
 }

@@ -92,6 +92,15 @@ void sg_policy_result_dispose(sg_policy_result_t *out)
 
 /* ---- matching one rule ------------------------------------------------------- */
 
+/* The argument-independent fields (everything tools/list visibility can know). */
+struct who {
+    sg_str_t identity;
+    char *const *roles;
+    size_t nroles;
+    sg_str_t tool, upstream, method;
+    sg_tool_class_t tool_class;
+};
+
 struct eval {
     const sg_policy_t *p;
     const sg_policy_input_t *in;
@@ -100,8 +109,8 @@ struct eval {
     const sg_policy_rule_t *decider;
     bool shadow_found;
     sg_buf_t *why; /* NULL unless tracing */
+    struct who w;  /* the argument-independent view of the call */
 };
-
 
 static bool any_glob(char *const *globs, size_t n, sg_str_t s)
 {
@@ -144,21 +153,13 @@ static sg_policy_tri_t tool_regex_match(const sg_policy_rule_t *r, sg_policy_ctx
     return best;
 }
 
-/* The argument-independent fields (everything tools/list visibility can know). */
-struct who {
-    sg_str_t identity;
-    char *const *roles;
-    size_t nroles;
-    sg_str_t tool, upstream, method;
-    sg_tool_class_t tool_class;
-};
-
 static sg_policy_tri_t static_match(const sg_policy_rule_t *r, const struct who *w,
                                     sg_policy_ctx_t *ctx, sg_buf_t *why)
 {
     if (r->nmethods != 0 && !any_glob(r->methods, r->nmethods, w->method)) {
         sg_policy_note(why, "method: not one of the rule's methods");
-    } else if (r->ntools != 0 && !any_glob(r->tools, r->ntools, w->tool)) {
+    } else if (r->ntools != 0 && !(r->tools_literal ? any_equal(r->tools, r->ntools, w->tool)
+                                                    : any_glob(r->tools, r->ntools, w->tool))) {
         sg_policy_note(why, "tool: no pattern matches");
     } else if (r->nupstreams != 0 && !any_equal(r->upstreams, r->nupstreams, w->upstream)) {
         sg_policy_note(why, "upstream: not one of the rule's upstreams");
@@ -241,14 +242,11 @@ static bool resolve_tri(sg_policy_tri_t t, const sg_policy_rule_t *r, sg_buf_t *
 
 static bool rule_matches(struct eval *ev, const sg_policy_rule_t *r)
 {
-    const sg_policy_input_t *in = ev->in;
-    struct who w = { in->identity, in->roles,  in->nroles,    in->tool,
-                     in->upstream, in->method, in->tool_class };
     if (ev->why != NULL) {
         sg_buf_reset(ev->why);
         sg_buf_append_cstr(ev->why, "matched");
     }
-    sg_policy_tri_t t = static_match(r, &w, ev->ctx, ev->why);
+    sg_policy_tri_t t = static_match(r, &ev->w, ev->ctx, ev->why);
     if (t != SG_POLICY_NO && (r->nargs != 0 || r->domains != NULL)) {
         sg_policy_tri_t a = args_match(ev, r);
         t = a == SG_POLICY_NO ? a : (a == SG_POLICY_UNSURE ? a : t);
@@ -324,8 +322,9 @@ void sg_policy_index_build(sg_policy_t *p)
 {
     size_t used_tool = 0, used_up = 0;
     for (uint32_t i = 0; i < (uint32_t)p->nrules; i++) {
-        const sg_policy_rule_t *r = &p->rules[i];
-        if (all_literal(r->tools, r->ntools)) {
+        sg_policy_rule_t *r = &p->rules[i];
+        r->tools_literal = all_literal(r->tools, r->ntools);
+        if (r->tools_literal) {
             for (size_t k = 0; k < r->ntools; k++) {
                 index_add(&p->by_tool, &used_tool, r->tools[k], i);
             }
@@ -419,6 +418,13 @@ static uint32_t cands_head(const struct cands *c, size_t k)
 
 static bool cands_next(struct cands *c, size_t *out)
 {
+    if (c->lens[0] == 0 && c->lens[1] == 0) { /* only generic rules: no merge */
+        if (c->at[2] == c->lens[2]) {
+            return false;
+        }
+        *out = c->lists[2][c->at[2]++];
+        return true;
+    }
     uint32_t next = SG_MIN(cands_head(c, 0), SG_MIN(cands_head(c, 1), cands_head(c, 2)));
     if (next == UINT32_MAX) {
         return false;
@@ -475,8 +481,13 @@ void sg_policy_eval(const sg_policy_t *p, const sg_policy_input_t *in, sg_policy
     }
     sg_policy_ctx_t *tmp = in->ctx == NULL ? sg_policy_ctx_new() : NULL;
     sg_buf_t why = SG_BUF_INIT;
-    struct eval ev = { p,    in,    tmp != NULL ? tmp : in->ctx, out,
-                       NULL, false, in->want_trace ? &why : NULL };
+    struct eval ev = { .p = p,
+                       .in = in,
+                       .ctx = tmp != NULL ? tmp : in->ctx,
+                       .out = out,
+                       .why = in->want_trace ? &why : NULL,
+                       .w = { in->identity, in->roles, in->nroles, in->tool, in->upstream,
+                              in->method, in->tool_class } };
     ev.ctx->scanned = false;
     if (in->want_trace) {
         for (size_t i = 0; i < p->nrules; i++) {

@@ -19,9 +19,6 @@
 
 bool sg_policy_glob(const char *pattern, sg_str_t s)
 {
-    if (strpbrk(pattern, "*?") == NULL) {
-        return sg_str_eq_cstr(s, pattern);
-    }
     const char *p = pattern, *star = NULL;
     size_t i = 0, mark = 0;
     while (i < s.len) {
@@ -189,15 +186,16 @@ sg_policy_tri_t sg_policy_regex_test(sg_policy_ctx_t *ctx, const pcre2_code *re,
 
 void sg_policy_note(sg_buf_t *why, const char *fmt, ...)
 {
+    if (why == NULL) {
+        return; /* the hot path: no trace, no formatting */
+    }
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (why != NULL && n >= 0) {
-        sg_buf_reset(why);
-        sg_buf_append_cstr(why, msg);
-    }
+    sg_buf_reset(why);
+    sg_buf_append_cstr(why, n >= 0 ? msg : "?");
 }
 
 static size_t count_code_points(sg_str_t s)
@@ -284,37 +282,31 @@ static sg_policy_tri_t run_checks(const sg_policy_argtest_t *t, sg_policy_ctx_t 
     return SG_POLICY_YES;
 }
 
-/* Has a '/' and no "://" (URLs are not file paths). */
-static bool path_like(sg_str_t s)
-{
-    bool slash = false;
-    for (size_t i = 0; i < s.len; i++) {
-        if (s.ptr[i] == '/') {
-            slash = true;
-        } else if (s.ptr[i] == ':' && i + 2 < s.len && s.ptr[i + 1] == '/' && s.ptr[i + 2] == '/') {
-            return false;
-        }
-    }
-    return slash;
-}
+/*
+ * One pass over a string: PATH_NONE when it is not path-like (no '/', or a
+ * "://": URLs are not file paths), PATH_NORMAL when normalising would not
+ * change it, PATH_DIRTY when it has an empty, "." or ".." segment.
+ */
+enum path_kind { PATH_NONE, PATH_NORMAL, PATH_DIRTY };
 
-/* True when normalising would not change s: no empty, "." or ".." segment inside it. */
-static bool path_is_normal(sg_str_t s)
+static enum path_kind path_kind(sg_str_t s)
 {
+    bool slash = false, dirty = s.len == 0;
     size_t start = 0;
     for (size_t i = 0; i <= s.len; i++) {
         if (i < s.len && s.ptr[i] != '/') {
+            if (s.ptr[i] == ':' && i + 2 < s.len && s.ptr[i + 1] == '/' && s.ptr[i + 2] == '/') {
+                return PATH_NONE;
+            }
             continue;
         }
         size_t n = i - start;
-        bool edge = start == 0 || i == s.len; /* a leading '/' or a trailing '/' is fine */
-        if ((n == 0 && !edge) || (n == 1 && s.ptr[start] == '.') ||
-            (n == 2 && s.ptr[start] == '.' && s.ptr[start + 1] == '.')) {
-            return false;
-        }
+        slash = slash || i < s.len;
+        dirty = dirty || (n == 0 && start != 0 && i != s.len) || (n == 1 && s.ptr[start] == '.') ||
+                (n == 2 && s.ptr[start] == '.' && s.ptr[start + 1] == '.');
         start = i + 1;
     }
-    return s.len != 0;
+    return !slash ? PATH_NONE : dirty ? PATH_DIRTY : PATH_NORMAL;
 }
 
 sg_policy_tri_t sg_policy_argtest_run(const sg_policy_argtest_t *t, sg_policy_ctx_t *ctx,
@@ -335,11 +327,16 @@ sg_policy_tri_t sg_policy_argtest_run(const sg_policy_argtest_t *t, sg_policy_ct
         sg_policy_note(why, "args.%s: a path test needs a string", t->path);
         return SG_POLICY_NO;
     }
-    if (type != SG_JSON_STRING || t->type == SG_POLICY_ARG_STRING || !path_like(text)) {
+    enum path_kind kind =
+            type == SG_JSON_STRING && t->type != SG_POLICY_ARG_STRING ? path_kind(text) : PATH_NONE;
+    if (kind == PATH_NONE && t->type == SG_POLICY_ARG_PATH && type == SG_JSON_STRING) {
+        kind = PATH_DIRTY; /* a typed path without '/' ("", ".", "a") still normalises */
+    }
+    if (kind == PATH_NONE) {
         return run_checks(t, ctx, type, text, why);
     }
     sg_str_t norm = text;
-    if (!path_is_normal(text)) {
+    if (kind == PATH_DIRTY) {
         sg_buf_reset(&ctx->norm);
         sg_policy_normalise_path(text, &ctx->norm);
         norm = sg_buf_str(&ctx->norm);

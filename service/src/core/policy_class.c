@@ -5,9 +5,7 @@
  * true), then verbs in the tool's name; destructive when nothing says
  * otherwise. Also the names of decisions and classes.
  */
-#include <stdlib.h>
 
-#include "base/mem.h"
 #include "core/policy_int.h"
 
 #define MAX_VERB 32
@@ -130,29 +128,44 @@ static int hint(sg_str_t annotations, const char *key)
     return t == SG_JSON_TRUE ? 1 : t == SG_JSON_FALSE ? 0 : -1;
 }
 
-sg_tool_class_t sg_policy_classify(const sg_policy_t *p, sg_str_t tool, sg_str_t definition)
+/* Binary search of the sorted overrides without copying the name. */
+static const sg_policy_class_override_t *find_override(const sg_policy_t *p, sg_str_t tool)
 {
-    if (p != NULL && p->nclasses != 0) {
-        char *key = sg_xstrdup_str(tool);
-        sg_policy_class_override_t k = { key, SG_TOOL_CLASS_DESTRUCTIVE };
-        const sg_policy_class_override_t *o =
-                bsearch(&k, p->classes, p->nclasses, sizeof(k), sg_policy_override_cmp);
-        free(key);
-        if (o != NULL) {
-            return o->cls;
+    size_t lo = 0, hi = p->nclasses;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *k = p->classes[mid].tool;
+        size_t klen = strlen(k);
+        int c = memcmp(k, tool.ptr != NULL ? tool.ptr : "", SG_MIN(klen, tool.len));
+        c = c != 0 ? c : (klen < tool.len ? -1 : klen > tool.len);
+        if (c == 0) {
+            return &p->classes[mid];
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
+    return NULL;
+}
+
+sg_tool_class_t sg_policy_classify(const sg_policy_t *p, sg_str_t tool, sg_str_t definition)
+{
+    const sg_policy_class_override_t *o = p != NULL ? find_override(p, tool) : NULL;
+    if (o != NULL) {
+        return o->cls;
+    }
     sg_str_t name = tool, v, ann = SG_STR_NULL;
+    for (size_t i = tool.len; i >= 2; i--) {
+        if (tool.ptr[i - 1] == '_' && tool.ptr[i - 2] == '_') {
+            name = sg_str_n(tool.ptr + i, tool.len - i);
+            break;
+        }
+    }
     bool is_obj = sg_json_type(definition) == SG_JSON_OBJECT;
     if (is_obj && sg_json_object_get(definition, "name", &v) == SG_OK) {
-        (void)sg_json_string_plain(v, &name);
-    } else {
-        for (size_t i = tool.len; i >= 2; i--) {
-            if (tool.ptr[i - 1] == '_' && tool.ptr[i - 2] == '_') {
-                name = sg_str_n(tool.ptr + i, tool.len - i);
-                break;
-            }
-        }
+        (void)sg_json_string_plain(v, &name); /* kept as is when it has escapes */
     }
     if (is_obj && sg_json_object_get(definition, "annotations", &v) == SG_OK &&
         sg_json_type(v) == SG_JSON_OBJECT) {

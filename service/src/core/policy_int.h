@@ -73,6 +73,7 @@ typedef struct sg_policy_rule {
     bool shadow;
     char **tools; /* globs */
     size_t ntools;
+    bool tools_literal; /* no * or ? in any of them: compared with memcmp */
     pcre2_code **tool_regexes;
     size_t ntool_regexes;
     char **upstreams;

@@ -125,7 +125,6 @@ static void free_strs(char **v, size_t n)
  * A string or a non-empty array of non-empty strings. Calls each(l, s, at,
  * ctx) for every element with its pointer (ownership of s passes to it).
  */
-
 static void load_list(struct loader *l, sg_str_t v, const char *where, size_t max,
                       void (*each)(struct loader *l, char *s, const char *at, void *ctx), void *ctx)
 {
@@ -650,7 +649,7 @@ static void load_defaults(struct loader *l, sg_policy_t *p, sg_str_t doc)
     sg_str_t d, k, v;
     p->no_match = SG_POLICY_NO_MATCH_DENY;
     p->approve_destructive = true;
-    bool have = sg_json_object_get(doc, "defaults", &d) == SG_OK;
+    bool have = sg_json_object_get(doc, "defaults", &d) == SG_OK && sg_json_type(d) != SG_JSON_NULL;
     if (have && sg_json_type(d) != SG_JSON_OBJECT) {
         problem(l, "/defaults", -1, "must be an object");
         have = false;

@@ -169,7 +169,8 @@ int sg_settings_load(sg_settings_t *s, unsigned needs, const char *(*getenv_fn)(
         s->replica_id = sg_xstrdup(id);
     }
     if (parse_int(s->max_body, &s->max_body_bytes) != SG_OK ||
-            parse_int(s->drain_ms, &s->drain_timeout_ms) != SG_OK) {
+            parse_int(s->drain_ms, &s->drain_timeout_ms) != SG_OK ||
+            parse_int(s->recovery_ms, &s->recovery_interval_ms) != SG_OK) {
         return sg_error_set(err, SG_ESETTING, "internal: derived settings");
     }
     return SG_OK;

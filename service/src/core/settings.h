@@ -45,7 +45,9 @@ typedef enum sg_setting_type {
     X(max_body, "SG_MAX_BODY", INT, "4194304", 1024, 67108864, false, SG_NEED_NONE,                \
             "largest accepted request body in bytes")                                              \
     X(drain_ms, "SG_DRAIN_MS", INT, "10000", 0, 600000, false, SG_NEED_NONE,                       \
-            "on SIGTERM, how long in-flight requests may take to finish")
+            "on SIGTERM, how long in-flight requests may take to finish")                          \
+    X(recovery_ms, "SG_RECOVERY_MS", INT, "60000", 100, 86400000, false, SG_NEED_NONE,             \
+            "control plane: how often Redis is checked against PostgreSQL and repaired")
 
 typedef struct sg_settings {
     char *redis_url;
@@ -59,11 +61,13 @@ typedef struct sg_settings {
     char *spool_dir;
     char *max_body;
     char *drain_ms;
+    char *recovery_ms;
     /* derived */
     char listen_host[256];
     int listen_port;
     int64_t max_body_bytes;
     int64_t drain_timeout_ms;
+    int64_t recovery_interval_ms;
 } sg_settings_t;
 
 /*

@@ -55,7 +55,7 @@ static int get_string(sg_str_t obj, const char *key, bool required, char **out, 
 {
     sg_str_t v;
     int rc = sg_json_object_get(obj, key, &v);
-    if (rc == SG_ENOTFOUND && !required) {
+    if (!required && (rc == SG_ENOTFOUND || (rc == SG_OK && sg_json_type(v) == SG_JSON_NULL))) {
         *out = NULL;
         return SG_OK;
     }
@@ -329,6 +329,12 @@ int sg_tenant_parse(const char *json, size_t len, sg_tenant_t **out, sg_error_t 
     }
     if (rc == SG_OK) {
         rc = get_strings(root, "allowed_origins", NULL, &t->allowed_origins, &t->norigins, err, "");
+    }
+    sg_str_t defaults, unreachable;
+    t->serve_last_known = t->profile != NULL && strcmp(t->profile, "permissive") == 0;
+    if (sg_json_object_get(root, "defaults", &defaults) == SG_OK &&
+            sg_json_object_get(defaults, "redis_unreachable", &unreachable) == SG_OK) {
+        t->serve_last_known = sg_json_string_eq(unreachable, "serve_last_known");
     }
     if (rc == SG_OK) {
         rc = check_unique(t, err);

@@ -60,6 +60,8 @@ typedef struct sg_tenant {
     size_t nupstreams;
     char **allowed_origins;
     size_t norigins;
+    bool serve_last_known; /* defaults.redis_unreachable: serve the last known kill-switch
+                              state when it cannot be confirmed (else fail closed) */
     char *raw; /* the stored JSON, NUL-terminated: later stages compile their parts from it */
     size_t raw_len;
 } sg_tenant_t;

@@ -19,6 +19,7 @@
 #include "base/metrics.h"
 #include "gateway/gate_int.h"
 #include "io/http_reply.h"
+#include "store/keys.h"
 
 #define POLL_MS         2000
 #define CMD_TIMEOUT_MS  1000
@@ -76,21 +77,33 @@ static void on_secret(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
     }
     if (reply->type == REDIS_REPLY_STRING && reply->len >= 32 &&
             (size_t)reply->len <= sizeof(gate->secret)) {
+        if (gate->have_secret && (gate->secret_len != (size_t)reply->len ||
+                                         memcmp(gate->secret, reply->str, gate->secret_len) != 0)) {
+            SG_LOG_WARN(&gate->log, "the session-signing secret in Redis changed: sessions "
+                                    "signed with the old one end");
+        }
         memcpy(gate->secret, reply->str, (size_t)reply->len);
         gate->secret_len = (size_t)reply->len;
         gate->have_secret = true;
         return;
     }
     if (reply->type == REDIS_REPLY_NIL) {
-        /* first replica ever: create it once (NX), then read back whichever won */
-        uint8_t raw[32];
-        char hex[65];
-        sg_random_bytes(raw, sizeof(raw));
-        for (size_t i = 0; i < sizeof(raw); i++) {
-            snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+        /* first replica ever, or Redis lost it (FLUSHALL): write ours back (or a new one) once,
+         * with NX, then read back whichever replica's write won */
+        char hex[sizeof(gate->secret) + 1];
+        size_t len = gate->secret_len;
+        if (gate->have_secret) {
+            memcpy(hex, gate->secret, len);
+        } else {
+            uint8_t raw[32];
+            sg_random_bytes(raw, sizeof(raw));
+            for (size_t i = 0; i < sizeof(raw); i++) {
+                snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+            }
+            len = 64;
         }
-        const char *argv[] = { "SET", "sg:secret:session", hex, "NX" };
-        size_t lens[] = { 3, 17, 64, 2 };
+        const char *argv[] = { "SET", SG_KEY_SECRET, hex, "NX" };
+        size_t lens[] = { 3, strlen(SG_KEY_SECRET), len, 2 };
         gate->secret_busy = true;
         sg_redis_command_argv(gate->redis, &gate->secret_cmd, CMD_TIMEOUT_MS, on_secret_created, 4,
                 argv, lens);
@@ -100,12 +113,12 @@ static void on_secret(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
 
 static void load_secret(sg_gate_t *gate)
 {
-    if (gate->have_secret || gate->secret_busy) {
+    if (gate->secret_busy) {
         return;
     }
     gate->secret_busy = true;
-    sg_redis_command(gate->redis, &gate->secret_cmd, CMD_TIMEOUT_MS, on_secret,
-            "GET sg:secret:session");
+    sg_redis_command(gate->redis, &gate->secret_cmd, CMD_TIMEOUT_MS, on_secret, "GET %s",
+            SG_KEY_SECRET);
 }
 
 /* ---- tenants ---- */
@@ -516,8 +529,7 @@ static void on_engaged(void *data)
 int sg_gate_killswitch(sg_gate_t *gate, const sg_tenant_t *snap, const char *identity,
         sg_kill_scope_t *scope)
 {
-    bool permissive = snap->profile != NULL && strcmp(snap->profile, "permissive") == 0;
-    *scope = sg_killswitch_check(gate->killswitch, snap->name, identity, permissive);
+    *scope = sg_killswitch_check(gate->killswitch, snap->name, identity, snap->serve_last_known);
     if (*scope == SG_KILL_NONE) {
         return SG_OK;
     }

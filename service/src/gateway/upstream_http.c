@@ -66,17 +66,17 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "core/sse.h"
 #include "gateway/transport.h"
 
-#define MAX_BODY              ((size_t)64 << 20) /* one JSON answer or one SSE event */
-#define MAX_TOKEN             1024               /* session ids and event ids */
+#define MAX_BODY              SG_SSE_MAX_DATA /* one JSON answer, as one SSE event */
+#define MAX_TOKEN             1024            /* session ids and event ids */
 #define MAX_VERSION           64
 #define MAX_RESUMES           100  /* safety net; the owner's call timeout comes first */
 #define DEFAULT_RETRY_MS      1000 /* SSE reconnection delay when the server sent none */
-#define MAX_RETRY_MS          60000
 #define DEFAULT_IO_TIMEOUT_MS 30000
-#define POOL_IDLE_MS          1500 /* reuse a connection idle for less than this */
-#define POOL_MAX_IDLE         256  /* idle connections kept per upstream */
+#define POOL_IDLE_MS          1500               /* reuse a connection idle for less than this */
+#define POOL_MAX_IDLE         256                /* idle connections kept per upstream */
 #define MAX_DISCARD           ((size_t)64 << 10) /* an unused answer read to keep its connection */
 
 typedef enum sg_uh_state {
@@ -104,21 +104,6 @@ typedef enum sg_uh_body {
     SG_UH_BODY_SSE,
     SG_UH_BODY_DISCARD, /* the outcome is known (settled); the body is read and dropped */
 } sg_uh_body_t;
-
-/* An SSE parser (WHATWG "event stream interpretation"), fed in arbitrary chunks. */
-typedef struct sg_sse {
-    sg_buf_t line;     /* an unterminated line carried over from the previous chunk */
-    sg_buf_t data;     /* data lines of the event being read, each followed by LF */
-    sg_buf_t id;       /* the last event ID buffer (persists across events) */
-    char *last_id;     /* committed at dispatch; NULL until a non-empty id was dispatched */
-    uint64_t retry_ms; /* valid when has_retry */
-    bool has_retry;
-    bool not_message; /* the event has an `event:` type other than "message" */
-    bool skip_lf;     /* the previous line ended in CR: a leading LF completes a CRLF */
-    bool started;     /* past a possible leading BOM */
-} sg_sse_t;
-
-typedef void (*sg_sse_emit_cb)(void *arg, char *data, size_t len);
 
 typedef struct sg_uh_msg {
     struct sg_uh_msg *next;
@@ -148,7 +133,7 @@ typedef struct sg_uh_req {
     bool reused;       /* the current connection came from the pool */
     bool retried;      /* the current HTTP request was already sent again */
     unsigned resumes;
-    int settled;       /* the outcome of a SG_UH_BODY_DISCARD answer */
+    int settled; /* the outcome of a SG_UH_BODY_DISCARD answer */
     size_t discarded;
     int result;        /* valid in FINISHED */
     sg_uh_msg_t *msgs; /* received, not yet delivered */
@@ -185,150 +170,6 @@ struct sg_uh {
 };
 
 static const sg_transport_ops_t http_ops;
-
-/* ------------------------------------------------------------------------ */
-/* SSE parsing                                                               */
-/* ------------------------------------------------------------------------ */
-
-static void sse_dispose(sg_sse_t *p)
-{
-    sg_buf_dispose(&p->line);
-    sg_buf_dispose(&p->data);
-    sg_buf_dispose(&p->id);
-    free(p->last_id);
-    memset(p, 0, sizeof(*p));
-}
-
-/* Drops a partly read event (the stream ended: WHATWG discards it); keeps id and retry. */
-static void sse_reset_event(sg_sse_t *p)
-{
-    sg_buf_reset(&p->line);
-    sg_buf_reset(&p->data);
-    p->not_message = false;
-    p->skip_lf = false;
-    p->started = false;
-}
-
-static void sse_dispatch(sg_sse_t *p, sg_sse_emit_cb emit, void *arg)
-{
-    free(p->last_id);
-    p->last_id = p->id.len != 0 ? sg_xmemdup(p->id.data, p->id.len) : NULL;
-    bool is_message = !p->not_message;
-    p->not_message = false;
-    if (p->data.len <= 1 || !is_message) {
-        /* no data, `data:` with an empty value (a priming event), or another event type */
-        sg_buf_reset(&p->data);
-        return;
-    }
-    size_t len = 0;
-    char *s = sg_buf_steal(&p->data, &len);
-    s[--len] = '\0'; /* the LF after the last data line */
-    emit(arg, s, len);
-}
-
-static void sse_field(sg_sse_t *p, sg_str_t field, sg_str_t value)
-{
-    if (sg_str_eq_cstr(field, "event")) {
-        p->not_message = value.len != 0 && !sg_str_eq_cstr(value, "message");
-    } else if (sg_str_eq_cstr(field, "id")) {
-        if (value.len <= MAX_TOKEN && memchr(value.ptr, '\0', value.len) == NULL) {
-            sg_buf_reset(&p->id);
-            sg_buf_append_str(&p->id, value);
-        }
-    } else if (sg_str_eq_cstr(field, "retry")) {
-        uint64_t ms = 0;
-        for (size_t i = 0; i < value.len; i++) {
-            if (value.ptr[i] < '0' || value.ptr[i] > '9') {
-                return;
-            }
-            ms = SG_MIN(ms * 10 + (uint64_t)(value.ptr[i] - '0'), (uint64_t)MAX_RETRY_MS);
-        }
-        if (value.len != 0) {
-            p->retry_ms = ms;
-            p->has_retry = true;
-        }
-    }
-}
-
-/* One line without its terminator. Returns SG_OK or SG_ETOOBIG (event data over MAX_BODY). */
-static int sse_line(sg_sse_t *p, sg_str_t line, sg_sse_emit_cb emit, void *arg)
-{
-    if (line.len == 0) {
-        sse_dispatch(p, emit, arg);
-        return SG_OK;
-    }
-    if (line.ptr[0] == ':') {
-        return SG_OK; /* a comment (keep-alive) */
-    }
-    sg_str_t field = line;
-    sg_str_t value = SG_STR_LIT("");
-    const char *colon = memchr(line.ptr, ':', line.len);
-    if (colon != NULL) {
-        field.len = (size_t)(colon - line.ptr);
-        value = sg_str_n(colon + 1, line.len - field.len - 1);
-        if (value.len != 0 && value.ptr[0] == ' ') {
-            value.ptr++;
-            value.len--;
-        }
-    }
-    if (sg_str_eq_cstr(field, "data")) {
-        if (p->data.len + value.len + 1 > MAX_BODY) {
-            return SG_ETOOBIG;
-        }
-        sg_buf_append_str(&p->data, value);
-        sg_buf_append_char(&p->data, '\n');
-        return SG_OK;
-    }
-    sse_field(p, field, value);
-    return SG_OK;
-}
-
-/* Feeds bytes of the stream; complete events with data go to emit (which takes the data). */
-static int sse_feed(sg_sse_t *p, const char *s, size_t n, sg_sse_emit_cb emit, void *arg)
-{
-    if (!p->started && n != 0) {
-        p->started = true;
-        if (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
-            s += 3;
-            n -= 3;
-        }
-    }
-    while (n > 0) {
-        if (p->skip_lf) {
-            p->skip_lf = false;
-            if (s[0] == '\n') {
-                s++;
-                n--;
-                continue;
-            }
-        }
-        size_t i = 0;
-        while (i < n && s[i] != '\n' && s[i] != '\r') {
-            i++;
-        }
-        if (p->line.len + i > MAX_BODY + 16) {
-            return SG_ETOOBIG;
-        }
-        if (i == n) {
-            sg_buf_append(&p->line, s, n);
-            return SG_OK;
-        }
-        p->skip_lf = s[i] == '\r';
-        sg_str_t line = sg_str_n(s, i);
-        if (p->line.len != 0) {
-            sg_buf_append(&p->line, s, i);
-            line = sg_buf_str(&p->line);
-        }
-        int rc = sse_line(p, line, emit, arg);
-        sg_buf_reset(&p->line);
-        if (rc != SG_OK) {
-            return rc;
-        }
-        s += i + 1;
-        n -= i + 1;
-    }
-    return SG_OK;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
@@ -456,8 +297,7 @@ static bool pool_is_full(const sg_uh_t *t)
     }
     size_t idle = 0;
     const h2o_linklist_t *anchor = &t->pool._shared.sockets;
-    for (const h2o_linklist_t *n = anchor->next; n != anchor && idle < POOL_MAX_IDLE;
-         n = n->next) {
+    for (const h2o_linklist_t *n = anchor->next; n != anchor && idle < POOL_MAX_IDLE; n = n->next) {
         idle++;
     }
     return idle >= POOL_MAX_IDLE;
@@ -528,7 +368,7 @@ static void req_destroy(sg_uh_req_t *r)
     free(r->body);
     sg_buf_dispose(&r->head);
     sg_buf_dispose(&r->json);
-    sse_dispose(&r->sse);
+    sg_sse_dispose(&r->sse);
     free(r);
 }
 
@@ -825,7 +665,7 @@ static void on_resume(sg_timer_t *tm)
 static void sse_ended(sg_uh_req_t *r, const char *errstr)
 {
     sg_uh_t *t = r->t;
-    sse_reset_event(&r->sse);
+    sg_sse_end_stream(&r->sse);
     if (r->saw_response) {
         req_finish(r, SG_OK);
         return;
@@ -852,7 +692,7 @@ static int consume_body(sg_uh_req_t *r, const char *s, size_t n)
 {
     switch (r->body_kind) {
     case SG_UH_BODY_SSE:
-        return sse_feed(&r->sse, s, n, on_sse_event, r);
+        return sg_sse_feed(&r->sse, s, n, on_sse_event, r);
     case SG_UH_BODY_DISCARD:
         r->discarded += n;
         return r->discarded > MAX_DISCARD ? SG_ETOOBIG : SG_OK;

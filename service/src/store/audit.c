@@ -28,7 +28,7 @@
 #include "store/audit_int.h"
 
 #define DEFAULT_MAX_QUEUE       100000
-#define DEFAULT_MAX_QUEUE_BYTES ((size_t)64 * 1024 * 1024)
+#define DEFAULT_MAX_QUEUE_BYTES ((size_t)128 * 1024 * 1024)
 #define DEFAULT_BATCH_MAX       500
 #define DEFAULT_FLUSH_MS        50
 #define DEFAULT_WRITE_TIMEOUT   2000
@@ -433,6 +433,7 @@ static void drain(sg_audit_t *a)
         if (now >= to_spool_at) {
             sg_audit_enter_spooling(a); /* what PostgreSQL has not taken goes to the spool */
         }
+        a->no_pg = now >= give_up_at; /* then only wait for what PostgreSQL already has */
         sg_audit_pump(a, true);
         bool settled = a->head == a->tail && sg_audit_spool_pending(a->spool) == 0;
         if (!pg_busy(a) && (settled || now >= give_up_at)) {

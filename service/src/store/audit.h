@@ -101,7 +101,7 @@ typedef struct sg_audit_event {
 
 typedef struct sg_audit_options {
     size_t max_queue;           /* events held in memory until durable; 0 = 100000 */
-    size_t max_queue_bytes;     /* bytes of those events; 0 = 64 MiB */
+    size_t max_queue_bytes;     /* bytes of those events; 0 = 128 MiB */
     size_t batch_max;           /* events per INSERT / spool append; 0 = 500 */
     uint64_t flush_interval_ms; /* longest wait before a partial batch goes; 0 = 50 */
     uint64_t write_timeout_ms;  /* a batch not committed by then goes to the spool; 0 = 2000 */

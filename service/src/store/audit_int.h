@@ -238,6 +238,7 @@ struct sg_audit {
 
     bool flush_due;     /* a partial batch is overdue */
     bool closing;       /* sg_audit_free is draining */
+    bool no_pg;         /* sg_audit_free gave up on PostgreSQL: no new batches go there */
     bool closing_final; /* submit refuses */
     sg_log_limit_t lost_limit;
     sg_log_limit_t fail_limit;

@@ -48,6 +48,7 @@ struct sg_audit_spool {
     char *path_rejected;
     uint64_t max_bytes;
     uint64_t size; /* owned by the thread once it runs */
+    bool torn;     /* the file ends with part of a failed append (thread) */
     pthread_t thread;
     bool thread_started;
     pthread_mutex_t mu;
@@ -119,12 +120,26 @@ static void run_append(sg_audit_spool_t *s, sg_audit_job_t *job)
         job->status = SG_ETOOBIG;
         return;
     }
+    if (s->torn) { /* end the partial line a failed append left, so it stays one bad line */
+        if (write_all(s->fd, "\n", 1, s->size) != SG_OK) {
+            job->status = SG_EIO;
+            return;
+        }
+        s->size++;
+        s->torn = false;
+    }
     job->status = write_all(s->fd, job->data.data, job->data.len, s->size);
     if (job->status == SG_OK && fdatasync(s->fd) != 0) {
         job->status = SG_EIO;
     }
     if (job->status != SG_OK) {
-        (void)ftruncate(s->fd, (off_t)s->size); /* never leave a partial batch behind */
+        /* never leave a partial batch behind; if it stays, it is ended as a line of its own */
+        struct stat st;
+        if (ftruncate(s->fd, (off_t)s->size) != 0 && fstat(s->fd, &st) == 0 &&
+            (uint64_t)st.st_size > s->size) {
+            s->size = (uint64_t)st.st_size;
+            s->torn = true;
+        }
         return;
     }
     s->size += job->data.len;

@@ -182,6 +182,13 @@ static bool check_row(walk_t *w, const PGresult *r)
     char msg[160], hash[SG_AUDIT_HASH_LEN + 1];
     uint64_t seq = strtoull(PQgetvalue(r, 0, C_SEQ), NULL, 10);
     const char *prev_hash = PQgetvalue(r, 0, C_PREV_HASH);
+    if (!w->have_prev && w->start > 1 && seq == w->start - 1) {
+        /* the anchor before the range: only its hash is used, to check the first link */
+        w->have_prev = true;
+        w->prev_seq = seq;
+        snprintf(w->prev_hash, sizeof(w->prev_hash), "%s", PQgetvalue(r, 0, C_HASH));
+        return true;
+    }
     if (w->have_prev && seq != w->prev_seq + 1) {
         if (seq == w->prev_seq) {
             snprintf(msg, sizeof(msg), "duplicate seq (two rows claim seq %llu)",
@@ -209,13 +216,13 @@ static bool check_row(walk_t *w, const PGresult *r)
         report_break(w, r, "prev_hash mismatch (seq 1 does not start from genesis)");
         return false;
     }
-    if (!w->have_prev) {
+    if (w->first_seq == 0) {
         w->first_seq = seq;
     }
     w->have_prev = true;
     w->prev_seq = seq;
     snprintf(w->prev_hash, sizeof(w->prev_hash), "%s", PQgetvalue(r, 0, C_HASH));
-    w->checked += seq >= w->start;
+    w->checked++;
     return true;
 }
 

@@ -282,7 +282,7 @@ static void batch_new(sg_audit_t *a, size_t n, bool to_pg)
 static bool may_bypass_spool(const sg_audit_t *a)
 {
     return a->spool_broken && a->spool_size == 0 && a->pg_inflight < a->opts.max_inflight &&
-           !a->closing_final;
+           !a->no_pg;
 }
 
 /*

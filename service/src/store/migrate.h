@@ -17,7 +17,7 @@
 #include "base/err.h"
 
 /* The highest migration shipped in migrations/; bump it with every new file. */
-#define SG_SCHEMA_VERSION 3
+#define SG_SCHEMA_VERSION 4
 
 /* What /readyz runs (asynchronously) to compare with SG_SCHEMA_VERSION. */
 #define SG_SCHEMA_VERSION_SQL "SELECT coalesce(max(version),0) FROM schema_migrations"

@@ -709,6 +709,49 @@ static void normalises_paths(void **state)
     sg_buf_dispose(&b);
 }
 
+/*
+ * Every string of up to 6 characters over {'/', '.', 'a'}: a path-typed equals
+ * written as the same string matches it. The rule side is always normalised
+ * in full; the value side skips strings it judges already normal, so this
+ * catches a wrong judgement.
+ */
+static void normalises_values_like_rules(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "/.a";
+    char s[8], doc[160], args[64];
+    sg_policy_ctx_t *ctx = sg_policy_ctx_new();
+    for (int len = 0; len <= 6; len++) {
+        int total = 1;
+        for (int i = 0; i < len; i++) {
+            total *= 3;
+        }
+        for (int code = 0; code < total; code++) {
+            for (int i = 0, c = code; i < len; i++, c /= 3) {
+                s[i] = alphabet[c % 3];
+            }
+            s[len] = '\0';
+            snprintf(doc, sizeof(doc),
+                     "{\"policies\":[{\"name\":\"eq\",\"action\":\"allow\",\"match\":{"
+                     "\"args\":{\"p\":{\"equals\":\"%s\",\"type\":\"path\"}}}}]}",
+                     s);
+            snprintf(args, sizeof(args), "{\"p\":\"%s\"}", s);
+            sg_policy_t *p = compile_cstr(doc);
+            sg_policy_input_t in = { .tool = SG_STR_LIT("t"),
+                                     .arguments = sg_str(args),
+                                     .tool_class = SG_TOOL_CLASS_READ,
+                                     .ctx = ctx };
+            sg_policy_result_t r;
+            sg_policy_eval(p, &in, &r);
+            if (r.decision != SG_DECISION_ALLOW) {
+                fail_msg("path '%s' does not equal itself", s);
+            }
+            sg_policy_unref(p);
+        }
+    }
+    sg_policy_ctx_free(ctx);
+}
+
 static void matches_globs(void **state)
 {
     (void)state;
@@ -819,6 +862,7 @@ int main(void)
         cmocka_unit_test(fails_closed_when_scan_truncated),
         cmocka_unit_test(index_agrees_with_linear_walk),
         cmocka_unit_test(normalises_paths),
+        cmocka_unit_test(normalises_values_like_rules),
         cmocka_unit_test(matches_globs),
         cmocka_unit_test(scans_json_keys_nested_values_and_bounds),
         cmocka_unit_test(survives_hostile_scan_input),

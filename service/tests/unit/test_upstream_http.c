@@ -331,6 +331,22 @@ static void server_start(server_t *s, sg_loop_t *loop, const char *cert, const c
     s->port = sg_http_server_port(s->http);
 }
 
+/*
+ * Frees the server the way the runtime does: stop accepting (h2o's graceful shutdown keeps
+ * an entry on its one-second timer), let h2o close idle connections until its timers are
+ * empty, then free (h2o_context_dispose asserts they are). Bounded.
+ */
+static void server_free(server_t *s)
+{
+    sg_http_server_stop_accepting(s->http);
+    uint64_t until = sg_clock_now_ms() + 3000;
+    while (!sg_http_server_close_idle(s->http) && sg_clock_now_ms() < until) {
+        sg_loop_run_once(s->loop, 10);
+    }
+    sg_http_server_free(s->http);
+    s->http = NULL;
+}
+
 /* ---- a raw HTTP/1.1 server ------------------------------------------------------ */
 
 typedef enum raw_mode {
@@ -347,15 +363,15 @@ typedef enum raw_mode {
 } raw_mode_t;
 
 #define RAW_IDLE_MS 30
-#define RAW_ANSWER                             \
-    "HTTP/1.1 200 OK\r\n"                      \
-    "Content-Type: application/json\r\n"       \
-    "Content-Length: 37\r\n\r\n"               \
+#define RAW_ANSWER                       \
+    "HTTP/1.1 200 OK\r\n"                \
+    "Content-Type: application/json\r\n" \
+    "Content-Length: 37\r\n\r\n"         \
     "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n"
-#define RAW_CUT                                \
-    "HTTP/1.1 200 OK\r\n"                      \
-    "Content-Type: application/json\r\n"       \
-    "Content-Length: 37\r\n\r\n"               \
+#define RAW_CUT                          \
+    "HTTP/1.1 200 OK\r\n"                \
+    "Content-Type: application/json\r\n" \
+    "Content-Length: 37\r\n\r\n"         \
     "{\"jsonrpc\":"
 
 #define RAW_408 "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -586,6 +602,7 @@ typedef struct fixture {
     bool stop_on_message;   /* stop inside the first on_message */
     char *tmpdir;           /* TLS material */
     raw_server_t *raw;      /* started by the tests that need it */
+    uint64_t io_timeout;    /* of the transports opened next; 0: IO_TIMEOUT */
 } fixture_t;
 
 static void push(fixture_t *f, what_t what, void *origin, int status, sg_str_t json)
@@ -684,7 +701,7 @@ static sg_transport_t *open_port(fixture_t *f, const char *scheme, int port, con
     sg_http_spec_t spec = { .url = url,
                             .headers = headers,
                             .nheaders = 2,
-                            .io_timeout_ms = IO_TIMEOUT,
+                            .io_timeout_ms = f->io_timeout != 0 ? f->io_timeout : IO_TIMEOUT,
                             .ca_file = ca_file };
     f->t = sg_transport_http_new(f->loop, sg_http_server_context(f->server.http), &spec, &events, f,
                                  "test/http");
@@ -742,7 +759,7 @@ static int teardown(void **state)
     }
     run_for(f, 50); /* let the server see the clients' FINs */
     assert_int_equal(sg_http_server_inflight(f->server.http), 0);
-    sg_http_server_free(f->server.http);
+    server_free(&f->server);
     for (size_t i = 0; i < f->nev; i++) {
         free(f->ev[i].json);
     }
@@ -1295,12 +1312,16 @@ static void idle_connections_are_capped(void **state)
 {
     const size_t n = POOL_MAX_IDLE + 4;
     fixture_t *f = *state;
+    f->io_timeout = 5000; /* n connections to set up before the first answer */
     open_raw(f, RAW_HOLD);
     f->raw->hold = n; /* all answers at once, when every connection carries a request */
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(send_text(f, CALL, A), SG_OK);
     }
     run_until(f, EV_DONE, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(nth(f, EV_DONE, i)->status, SG_OK);
+    }
     run_for(f, 30);
     assert_int_equal(f->raw->accepted, n);
     assert_int_equal(raw_open(f->raw), POOL_MAX_IDLE);
@@ -1357,7 +1378,7 @@ static void restart_tls(fixture_t *f, const char *name)
     tls_path(f, cert, sizeof(cert), file);
     snprintf(file, sizeof(file), "%s.key", name);
     tls_path(f, key, sizeof(key), file);
-    sg_http_server_free(f->server.http);
+    server_free(&f->server);
     server_start(&f->server, f->loop, cert, key);
 }
 
@@ -1480,7 +1501,7 @@ static void tls_dns_name_is_checked(void **state)
     assert_int_equal(nth(f, EV_DONE, 0)->status, SG_OK);
     f->t->ops->free(f->t);
     f->t = NULL;
-    run_for(f, 50); /* the server sees the pooled connection close */
+    run_for(f, 50);        /* the server sees the pooled connection close */
     restart_tls(f, "foo"); /* SAN DNS:foo: the name localhost must not match */
     snprintf(url, sizeof(url), "https://localhost:%d/json", f->server.port);
     f->t = sg_transport_http_new(f->loop, sg_http_server_context(f->server.http), &spec, &events, f,
