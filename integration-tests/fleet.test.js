@@ -611,12 +611,14 @@ test('Redis stopped under load: strict and standard refused with -31007 within t
             intervalMs: 10,
             message: '-31007 for strict and standard tenants on every replica',
         });
-        console.log(`Redis killed (exit confirmed ${ms(tDead - tKill)} after SIGKILL); time to the first -31007:`);
+        // Redis was gone somewhere between tKill and tDead; a replica's last confirmation came
+        // before that, so its refusals must start within the bound after tDead at the latest.
+        console.log(`Redis killed (its exit seen ${ms(tDead - tKill)} after the SIGKILL); time from the SIGKILL to the first -31007:`);
         const closeTimes = closing.map((p) => {
             const first = firstAfter(p.results, tKill, (r) => r.code === UNCONFIRMED);
             const lastOk = p.results.filter((r) => r.ok && r.done >= tKill).reduce((m, r) => Math.max(m, r.done - tKill), -1);
             console.log(`  ${p.label}: ${ms(first.done - tKill)} (last call served answered at ${lastOk >= 0 ? ms(lastOk) : 'none after the kill'})`);
-            return { p, ms: first.done - tKill };
+            return { p, ms: first.done - tDead };
         });
         // more outage for the permissive tenant and for the readiness checks
         await sleep(300);
@@ -628,7 +630,7 @@ test('Redis stopped under load: strict and standard refused with -31007 within t
 
         const bound = FAIL_CLOSED_BOUND_MS + POLL_MS + FAIL_CLOSED_SLACK_MS;
         for (const { p, ms: t } of closeTimes) {
-            assert.ok(t <= bound, `${p.label}: first -31007 after ${ms(t)} > ${bound} ms`);
+            assert.ok(t <= bound, `${p.label}: first -31007 ${ms(t)} after Redis' exit was seen > ${bound} ms`);
         }
         for (const p of closing) {
             const late = p.since(tClosed);

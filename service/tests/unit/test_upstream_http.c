@@ -332,13 +332,18 @@ static void server_start(server_t *s, sg_loop_t *loop, const char *cert, const c
 }
 
 /*
- * Frees the server the way the runtime does: stop accepting (h2o's graceful shutdown keeps
- * an entry on its one-second timer), let h2o close idle connections until its timers are
- * empty, then free (h2o_context_dispose asserts they are). Bounded.
+ * Frees the server the way the runtime does: stop accepting, let h2o close idle connections
+ * until its timers are empty (h2o_context_dispose asserts they are), then free. Stopping
+ * starts h2o's graceful shutdown, which waits a second on the context's one-second timer to
+ * resend GOAWAY to HTTP/2 connections; there are none here, so that timer is run at once.
  */
 static void server_free(server_t *s)
 {
     sg_http_server_stop_accepting(s->http);
+    h2o_context_t *ctx = sg_http_server_context(s->http);
+    if (ctx != NULL) {
+        h2o_timeout_run(sg_loop_h2o(s->loop), &ctx->one_sec_timeout, UINT64_MAX);
+    }
     uint64_t until = sg_clock_now_ms() + 3000;
     while (!sg_http_server_close_idle(s->http) && sg_clock_now_ms() < until) {
         sg_loop_run_once(s->loop, 10);
