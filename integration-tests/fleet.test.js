@@ -219,6 +219,27 @@ function load(label, loops, fn, { maxMs = 60000 } = {}) {
     return ctl;
 }
 
+/** The results of a load whose call was sent at or after t (wholly after a change at t). */
+const sentSince = (ctl, t) => ctl.results.filter((r) => r.sent >= t);
+
+/**
+ * Waits (bounded) until every load has at least n calls sent at or after t answered, or, with
+ * perLoop, n such calls on each of its loops. Returns the moment it did.
+ */
+async function callsSince(loads, t, { n = 3, perLoop = false, timeoutMs = 10000 } = {}) {
+    await waitFor(
+        () =>
+            loads.every((l) => {
+                const rs = sentSince(l, t);
+                if (!perLoop) return rs.length >= n;
+                const loops = new Set(l.results.map((r) => r.loop));
+                return [...loops].every((i) => rs.filter((r) => r.loop === i).length >= n);
+            }),
+        { timeoutMs, intervalMs: 20, message: `${n} calls answered since t on every load` },
+    );
+    return performance.now();
+}
+
 /** The first result answered at or after t that satisfies pred (by answer time). */
 function firstAfter(results, t, pred) {
     let best = null;
@@ -311,7 +332,7 @@ test('global kill switch: a plain SET stops every replica within 150 ms; DEL let
     const ops = await respConnection(fleet.redisUrl);
 
     try {
-        await sleep(600);
+        await callsSince([...probes, lbLoad], 0, { n: 5 });
         for (const p of probes) {
             assert.ok(p.results.length > 0 && p.results.every((r) => r.ok), `${p.label} serves before the switch: ${describe(p.results.find((r) => !r.ok))}`);
         }
@@ -340,17 +361,15 @@ test('global kill switch: a plain SET stops every replica within 150 ms; DEL let
                     (f.logged !== null ? `; the replica logged "ENGAGED" ${f.logged} ms after the SET was sent` : ''),
             );
         }
-        await sleep(250); // everything in flight at the switch has been answered by now
+        // every replica refuses now: a call sent from here on is refused wherever it lands
         const tSettled = performance.now();
-        await sleep(300);
+        await callsSince([...probes, lbLoad], tSettled, { n: 5 });
         for (const f of figures) {
             assert.equal(f.first.scope, 'global', `${f.replica}: data.scope`);
             assert.ok(f.ms <= PROPAGATION_BOUND_MS, `${f.replica}: first refusal after ${ms(f.ms)} > ${PROPAGATION_BOUND_MS} ms`);
         }
         for (const p of [...probes, lbLoad]) {
-            const late = p.since(tSettled);
-            assert.ok(late.length > 0, `${p.label}: calls continue`);
-            const bad = late.filter((r) => !(r.code === KILLED && r.scope === 'global'));
+            const bad = sentSince(p, tSettled).filter((r) => !(r.code === KILLED && r.scope === 'global'));
             assert.equal(bad.length, 0, `${p.label}: every call refused with -31003/global once engaged, got ${describe(bad[0])}`);
         }
 
@@ -390,12 +409,11 @@ test('global kill switch: a plain SET stops every replica within 150 ms; DEL let
                 .map((p) => `${p.label} ${ms(firstAfter(p.results, t1, (r) => r.ok).done - t1)}`)
                 .join(', ')}`,
         );
-        await sleep(300);
         const tFlow = performance.now();
-        await sleep(300);
+        await callsSince([...probes, lbLoad], tFlow, { n: 5 });
         for (const p of [...probes, lbLoad]) {
-            const late = p.since(tFlow);
-            assert.ok(late.length > 0 && late.every((r) => r.ok), `${p.label}: calls flow again after DEL: ${describe(late.find((r) => !r.ok))}`);
+            const late = sentSince(p, tFlow);
+            assert.ok(late.every((r) => r.ok), `${p.label}: calls flow again after DEL: ${describe(late.find((r) => !r.ok))}`);
         }
     } finally {
         await Promise.all([lbLoad.stop(), ...probes.map((p) => p.stop())]);
@@ -593,7 +611,7 @@ test('Redis stopped under load: strict and standard refused with -31007 within t
     let p2Stopped = false;
     let subscribersBefore = 0;
     try {
-        await sleep(500);
+        await callsSince([...all, ...p2Load], 0, { n: 3 });
         for (const p of all) {
             assert.ok(p.results.length > 0 && p.results.every((r) => r.ok), `${p.label} served before the outage: ${describe(p.results.find((r) => !r.ok))}`);
         }
@@ -620,41 +638,35 @@ test('Redis stopped under load: strict and standard refused with -31007 within t
             console.log(`  ${p.label}: ${ms(first.done - tKill)} (last call served answered at ${lastOk >= 0 ? ms(lastOk) : 'none after the kill'})`);
             return { p, ms: first.done - tDead };
         });
-        // more outage for the permissive tenant and for the readiness checks
-        await sleep(300);
+        // every replica refuses now; more outage for the permissive tenant and the readiness checks
         const tClosed = performance.now();
         const ready = await readyzAll(fleet.gates);
         console.log(`  /readyz during the outage: ${ready.map((r) => `${r.name} ${r.status} ${JSON.stringify(r.json?.missing ?? r.json)}`).join('; ')}`);
         const lbStates = await fleet.lb.servers();
-        await sleep(1200);
+        await sleep(1000);
+        await callsSince([...all, ...p2Load], tClosed, { n: 3 });
 
         const bound = FAIL_CLOSED_BOUND_MS + POLL_MS + FAIL_CLOSED_SLACK_MS;
         for (const { p, ms: t } of closeTimes) {
             assert.ok(t <= bound, `${p.label}: first -31007 ${ms(t)} after Redis' exit was seen > ${bound} ms`);
         }
         for (const p of closing) {
-            const late = p.since(tClosed);
-            assert.ok(late.length > 0, `${p.label}: calls continue`);
-            const bad = late.filter((r) => r.code !== UNCONFIRMED);
+            const bad = sentSince(p, tClosed).filter((r) => r.code !== UNCONFIRMED);
             assert.equal(bad.length, 0, `${p.label}: refused with -31007 for the whole outage, got ${describe(bad[0])}`);
         }
         for (const p of p2Load) {
-            const during = p.since(tKill);
-            assert.ok(during.length > 0, `${p.label}: calls continue`);
-            const bad = during.filter((r) => !(r.code === KILLED && r.scope === 'identity'));
+            const bad = sentSince(p, tKill).filter((r) => !(r.code === KILLED && r.scope === 'identity'));
             assert.equal(bad.length, 0, `${p.label}: the last known identity switch holds through the outage, got ${describe(bad[0])}`);
         }
         await Promise.all(p2Load.map((p) => p.stop()));
         p2Stopped = true;
         for (const p of all.filter((x) => !x.tenant.closes)) {
-            const during = p.since(tKill);
-            assert.ok(during.length > 0, `${p.label}: calls continue`);
-            const bad = during.filter((r) => !r.ok);
+            const bad = sentSince(p, tKill).filter((r) => !r.ok);
             assert.equal(bad.length, 0, `${p.label}: permissive tenant served through the outage, got ${describe(bad[0])}`);
         }
         for (const p of lbLoad.filter((x) => x.tenant.closes)) {
-            const late = p.since(tClosed);
-            assert.ok(late.length > 0 && late.every((r) => r.code === UNCONFIRMED), `${p.label}: -31007 through the load balancer, not an LB error: ${describe(late.find((r) => r.code !== UNCONFIRMED))}`);
+            const late = sentSince(p, tClosed);
+            assert.ok(late.every((r) => r.code === UNCONFIRMED), `${p.label}: -31007 through the load balancer, not an LB error: ${describe(late.find((r) => r.code !== UNCONFIRMED))}`);
         }
         for (const r of ready) {
             assert.equal(r.status, 503, `${r.name}: /readyz during the outage`);
@@ -671,7 +683,6 @@ test('Redis stopped under load: strict and standard refused with -31007 within t
             intervalMs: 20,
             message: 'strict and standard tenants served again on every replica',
         });
-        const recovered = performance.now();
         console.log(
             `Redis restarted on port ${fleet.redisServer.port} (${ms(tListening - tUp)} to listen); calls served again after: ${closing
                 .map((p) => `${p.label} ${ms(firstAfter(p.results, tListening, (r) => r.ok).done - tListening)}`)
@@ -682,19 +693,18 @@ test('Redis stopped under load: strict and standard refused with -31007 within t
             intervalMs: 50,
             message: '/readyz 200 on every replica after the restart',
         });
-        console.log(`  /readyz 200 on every replica ${ms(performance.now() - tListening)} after Redis listened again`);
-        await sleep(300);
+        const tReady = performance.now();
+        console.log(`  /readyz 200 on every replica ${ms(tReady - tListening)} after Redis listened again`);
+        try {
+            await callsSince(all, tReady, { n: 3 });
+        } catch (err) {
+            const pending = all.map((p) => `${p.label}: ${p.pending ? [...p.pending.values()].map((t) => Math.round(t - tListening)).join(',') : '?'}`);
+            err.message += `; calls in flight (sent at, ms after Redis listened): ${pending.join('; ')}`;
+            throw err;
+        }
         for (const p of all) {
-            const late = p.since(recovered + 300);
-            const recent = p.results
-                .filter((r) => r.done >= tListening - 200)
-                .map((r) => `[sent ${Math.round(r.sent - tListening)}, answered ${Math.round(r.done - tListening)}: ${describe(r)}]`);
-            assert.ok(
-                late.length > 0 && late.every((r) => r.ok),
-                `${p.label}: served after recovery: ${describe(late.find((r) => !r.ok))}; ` +
-                    `now ${Math.round(performance.now() - tListening)} ms after Redis listened, calls since: ${recent.join(' ')}` +
-                    (p.pending ? `; unanswered calls sent at ${[...p.pending.values()].map((t) => Math.round(t - tListening)).join(', ')}` : ''),
-            );
+            const late = sentSince(p, tReady);
+            assert.ok(late.every((r) => r.ok), `${p.label}: served after recovery: ${describe(late.find((r) => !r.ok))}`);
         }
     } finally {
         await Promise.all(all.map((p) => p.stop()));
@@ -757,13 +767,14 @@ test('a replica killed with SIGKILL: haproxy routes around it and agents keep th
         await victim.kill(); // SIGKILL, waits for the exit
         await fleet.waitLbServers((s) => s[`gates/${victim.name}`]?.startsWith('DOWN'), { timeoutMs: 5000, message: `haproxy marks ${victim.name} DOWN` });
         tDown = performance.now();
-        await sleep(2000);
+        await sleep(1000);
+        await callsSince([traffic], tDown, { n: 3, perLoop: true });
     } finally {
         await traffic.stop();
     }
     const sinceKill = traffic.since(tKill);
     const failed = sinceKill.filter((r) => !r.ok);
-    const afterDown = traffic.since(tDown + 200);
+    const afterDown = sentSince(traffic, tDown);
     console.log(
         `SIGKILL of ${victim.name}: haproxy marked it DOWN after ${ms(tDown - tKill)}; ` +
             `${failed.length} of ${sinceKill.length} calls failed from the kill on (${traffic.results.length} calls in all)` +

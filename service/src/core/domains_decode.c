@@ -17,7 +17,7 @@ static char *out_begin(sg_buf_t *out, size_t len)
     return out->data + out->len;
 }
 
-static void out_end(sg_buf_t *out, char *o)
+static void out_end(sg_buf_t *out, const char *o)
 {
     out->len = (size_t)(o - out->data);
     out->data[out->len] = '\0';

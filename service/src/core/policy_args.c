@@ -119,7 +119,10 @@ int sg_policy_path_parse(sg_str_t path, sg_policy_argtest_t *t, sg_error_t *err)
     sg_buf_t seg = SG_BUF_INIT;
     int rc = SG_OK;
     for (size_t i = 0; i <= path.len && rc == SG_OK; i++) {
-        char c = i < path.len ? path.ptr[i] : (char)'.';
+        char c = '.';
+        if (i < path.len) {
+            c = path.ptr[i];
+        }
         if (c == '\\' && i + 1 < path.len && (path.ptr[i + 1] == '.' || path.ptr[i + 1] == '\\')) {
             i++;
             sg_buf_append_char(&seg, path.ptr[i]);
@@ -283,20 +286,20 @@ static sg_policy_tri_t run_checks(const sg_policy_argtest_t *t, sg_policy_ctx_t 
 }
 
 /*
- * One pass over a string: PATH_NONE when it is not path-like (no '/', or a
- * "://": URLs are not file paths), PATH_NORMAL when normalising would not
- * change it, PATH_DIRTY when it has an empty, "." or ".." segment.
+ * One pass over a string: SG_POLICY_PATH_NONE when it is not path-like (no '/', or a
+ * "://": URLs are not file paths), SG_POLICY_PATH_NORMAL when normalising would not
+ * change it, SG_POLICY_PATH_DIRTY when it has an empty, "." or ".." segment.
  */
-enum path_kind { PATH_NONE, PATH_NORMAL, PATH_DIRTY };
+enum sg_policy_path_kind { SG_POLICY_PATH_NONE, SG_POLICY_PATH_NORMAL, SG_POLICY_PATH_DIRTY };
 
-static enum path_kind path_kind(sg_str_t s)
+static enum sg_policy_path_kind path_kind(sg_str_t s)
 {
     bool slash = false, dirty = s.len == 0;
     size_t start = 0;
     for (size_t i = 0; i <= s.len; i++) {
         if (i < s.len && s.ptr[i] != '/') {
             if (s.ptr[i] == ':' && i + 2 < s.len && s.ptr[i + 1] == '/' && s.ptr[i + 2] == '/') {
-                return PATH_NONE;
+                return SG_POLICY_PATH_NONE;
             }
             continue;
         }
@@ -306,7 +309,7 @@ static enum path_kind path_kind(sg_str_t s)
                 (n == 2 && s.ptr[start] == '.' && s.ptr[start + 1] == '.');
         start = i + 1;
     }
-    return !slash ? PATH_NONE : dirty ? PATH_DIRTY : PATH_NORMAL;
+    return !slash ? SG_POLICY_PATH_NONE : dirty ? SG_POLICY_PATH_DIRTY : SG_POLICY_PATH_NORMAL;
 }
 
 sg_policy_tri_t sg_policy_argtest_run(const sg_policy_argtest_t *t, sg_policy_ctx_t *ctx,
@@ -327,16 +330,17 @@ sg_policy_tri_t sg_policy_argtest_run(const sg_policy_argtest_t *t, sg_policy_ct
         sg_policy_note(why, "args.%s: a path test needs a string", t->path);
         return SG_POLICY_NO;
     }
-    enum path_kind kind =
-            type == SG_JSON_STRING && t->type != SG_POLICY_ARG_STRING ? path_kind(text) : PATH_NONE;
-    if (kind == PATH_NONE && t->type == SG_POLICY_ARG_PATH && type == SG_JSON_STRING) {
-        kind = PATH_DIRTY; /* a typed path without '/' ("", ".", "a") still normalises */
+    enum sg_policy_path_kind kind = type == SG_JSON_STRING && t->type != SG_POLICY_ARG_STRING
+                                            ? path_kind(text)
+                                            : SG_POLICY_PATH_NONE;
+    if (kind == SG_POLICY_PATH_NONE && t->type == SG_POLICY_ARG_PATH && type == SG_JSON_STRING) {
+        kind = SG_POLICY_PATH_DIRTY; /* a typed path without '/' ("", ".", "a") still normalises */
     }
-    if (kind == PATH_NONE) {
+    if (kind == SG_POLICY_PATH_NONE) {
         return run_checks(t, ctx, type, text, why);
     }
     sg_str_t norm = text;
-    if (kind == PATH_DIRTY) {
+    if (kind == SG_POLICY_PATH_DIRTY) {
         sg_buf_reset(&ctx->norm);
         sg_policy_normalise_path(text, &ctx->norm);
         norm = sg_buf_str(&ctx->norm);

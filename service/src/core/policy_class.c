@@ -96,7 +96,10 @@ static int name_class(sg_str_t name)
     char w[MAX_VERB + 1];
     size_t n = 0;
     for (size_t i = 0; i <= name.len; i++) {
-        char c = i < name.len ? name.ptr[i] : (char)'\0';
+        char c = '\0';
+        if (i < name.len) {
+            c = name.ptr[i];
+        }
         bool letter = is_upper(c) || is_lower(c);
         bool hump = is_upper(c) && i > 0 &&
                     (is_lower(name.ptr[i - 1]) ||

@@ -12,6 +12,7 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/mem.h"
+#include "core/policy.h"
 #include "core/session_token.h"
 
 #define MAX_CONFIG       (8u << 20)
@@ -339,6 +340,12 @@ int sg_tenant_parse(const char *json, size_t len, sg_tenant_t **out, sg_error_t 
     if (rc == SG_OK) {
         rc = check_unique(t, err);
     }
+    if (rc == SG_OK) {
+        sg_error_t perr = { 0 };
+        if (sg_policy_compile(root, &t->policy, NULL, &perr) != SG_OK) {
+            rc = sg_error_set(err, SG_EPARAMS, "policies: %s", perr.msg);
+        }
+    }
     if (rc != SG_OK) {
         sg_tenant_unref(t);
         return rc;
@@ -390,6 +397,7 @@ void sg_tenant_unref(sg_tenant_t *t)
     }
     free(t->upstreams);
     free_strv(t->allowed_origins, t->norigins);
+    sg_policy_unref(t->policy);
     free(t->name);
     free(t->profile);
     free(t->raw);

@@ -49,6 +49,8 @@ typedef struct sg_upstream_cfg {
     char *fingerprint; /* sha256 hex of the upstream's definition: restart it only when this changes */
 } sg_upstream_cfg_t;
 
+struct sg_policy;
+
 typedef struct sg_tenant {
     int _refcnt;
     char *name;
@@ -60,6 +62,7 @@ typedef struct sg_tenant {
     size_t nupstreams;
     char **allowed_origins;
     size_t norigins;
+    struct sg_policy *policy; /* compiled rules (core/policy.h), one reference */
     bool serve_last_known; /* defaults.redis_unreachable: serve the last known kill-switch
                               state when it cannot be confirmed (else fail closed) */
     char *raw; /* the stored JSON, NUL-terminated: later stages compile their parts from it */

@@ -17,6 +17,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/metrics.h"
+#include "core/policy.h"
 #include "gateway/gate_int.h"
 #include "io/http_reply.h"
 #include "store/keys.h"
@@ -598,6 +599,7 @@ sg_gate_t *sg_gate_new(sg_runtime_t *rt, sg_error_t *err)
     gate->loop = sg_runtime_loop(rt);
     gate->redis = sg_runtime_redis(rt);
     gate->log = (sg_log_ctx_t){ .component = "gate" };
+    gate->policy_ctx = sg_policy_ctx_new();
     gate->killswitch = sg_killswitch_new(gate->loop, gate->redis, enumerate_switches, on_engaged,
             gate);
     sg_redis_subscribe(gate->redis, EVENTS_CHANNEL, on_event, gate);
@@ -618,6 +620,7 @@ void sg_gate_free(sg_gate_t *gate)
     }
     sg_timer_stop(&gate->poll_timer);
     sg_killswitch_free(gate->killswitch);
+    sg_policy_ctx_free(gate->policy_ctx);
     sg_mcp_close_streams(gate);
     while (gate->tenants != NULL) {
         sg_gate_tenant_t *t = gate->tenants;

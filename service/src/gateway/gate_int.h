@@ -56,6 +56,7 @@ struct sg_gate {
     sg_gate_stream_t *streams;
     struct sg_exchange *exchanges; /* POSTs in flight on this replica */
     sg_killswitch_t *killswitch;
+    struct sg_policy_ctx *policy_ctx; /* evaluation scratch of this loop */
     bool draining;
 };
 

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/metrics.h"
+#include "core/policy.h"
 #include "gateway/mcp_int.h"
 
 static SG_METRIC_DEFINE(m_calls, SG_METRIC_HISTOGRAM, "sg_tool_call_seconds", NULL,
@@ -202,8 +203,9 @@ static void exposed_name(sg_buf_t *out, const char *prefix, const char *name)
 
 static bool needs_tasks(const sg_uptool_t *tool);
 
-/* Finds the upstream and original tool name for an exposed name; index or -1. */
-static long resolve_tool(const sg_gate_tenant_t *t, sg_str_t name, const char **orig)
+/* Finds the upstream, original tool name and definition for an exposed name; index or -1. */
+static long resolve_tool(const sg_gate_tenant_t *t, sg_str_t name, const char **orig,
+        sg_str_t *definition)
 {
     size_t n = t->snap->nupstreams;
     for (size_t i = 0; i < n; i++) {
@@ -222,6 +224,7 @@ static long resolve_tool(const sg_gate_tenant_t *t, sg_str_t name, const char **
         for (size_t k = 0; k < ntools; k++) {
             if (sg_str_eq_cstr(rest, tools[k].name) && !needs_tasks(&tools[k])) {
                 *orig = tools[k].name;
+                *definition = (sg_str_t){ tools[k].raw, tools[k].raw_len };
                 return (long)i;
             }
         }
@@ -275,7 +278,17 @@ static int parse_cursor(sg_str_t params, size_t *offset)
     return SG_OK;
 }
 
-static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t, sg_str_t params)
+/* False when no rule could ever let this identity call the tool: it is not listed. */
+static bool tool_visible(const sg_tenant_t *snap, const sg_identity_t *id, const char *exposed,
+        const char *upstream, sg_str_t definition)
+{
+    sg_tool_class_t cls = sg_policy_classify(snap->policy, sg_str(exposed), definition);
+    return sg_policy_tool_visible(snap->policy, sg_str(id->name), id->roles, id->nroles,
+            sg_str(exposed), sg_str(upstream), cls);
+}
+
+static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t, const sg_identity_t *id,
+        sg_str_t params)
 {
     size_t offset, index = 0;
     if (parse_cursor(params, &offset) != SG_OK) {
@@ -302,6 +315,10 @@ static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t, sg_str_t pa
             if (!dup && sg_json_object_get(raw, "name", &span) == SG_OK) {
                 sg_buf_append_str(&seen, sg_buf_str(&name));
                 name.data[--name.len] = '\0';
+                if (!tool_visible(t->snap, id, name.data, t->snap->upstreams[i].name, raw)) {
+                    sg_buf_dispose(&name);
+                    continue;
+                }
                 if (index++ < offset) {
                     sg_buf_dispose(&name);
                     continue;
@@ -344,9 +361,12 @@ typedef enum stage_rc {
 typedef struct call_state {
     relay_ctx_t relay; /* first: the exchange's ctx is freed as a whole */
     sg_gate_tenant_t *t;
-    const sg_identity_t *id;
+    const sg_identity_t *id; /* borrowed from ex->snap */
     long upstream;
     const char *orig_name;
+    sg_str_t definition; /* the tool's raw definition: valid only until the forward stage */
+    char exposed[SG_NAME_MAX * 2 + 3];
+    sg_tool_class_t cls;
     size_t stage;
 } call_state_t;
 
@@ -359,10 +379,18 @@ static stage_rc_t stage_resolve(sg_exchange_t *ex, call_state_t *cs)
         return STAGE_DONE;
     }
     sg_buf_t decoded = SG_BUF_INIT;
-    if (sg_json_string_decode(name, &decoded) == SG_OK) {
-        cs->upstream = resolve_tool(cs->t, sg_buf_str(&decoded), &cs->orig_name);
-    } else {
-        cs->upstream = -1;
+    cs->upstream = -1;
+    if (sg_json_string_decode(name, &decoded) == SG_OK && decoded.len < sizeof(cs->exposed)) {
+        cs->upstream = resolve_tool(cs->t, sg_buf_str(&decoded), &cs->orig_name, &cs->definition);
+    }
+    if (cs->upstream >= 0) {
+        memcpy(cs->exposed, decoded.data, decoded.len + 1);
+        const char *up = ex->snap->upstreams[cs->upstream].name;
+        cs->cls = sg_policy_classify(ex->snap->policy, sg_str(cs->exposed), cs->definition);
+        if (!sg_policy_tool_visible(ex->snap->policy, sg_str(cs->id->name), cs->id->roles,
+                    cs->id->nroles, sg_str(cs->exposed), sg_str(up), cs->cls)) {
+            cs->upstream = -1; /* a hidden tool answers like an unknown one */
+        }
     }
     if (cs->upstream < 0) {
         sg_buf_t msg = SG_BUF_INIT;
@@ -406,9 +434,63 @@ static stage_rc_t stage_killswitch(sg_exchange_t *ex, call_state_t *cs)
     return refuse_if_killed(ex->owner, ex) ? STAGE_DONE : STAGE_NEXT;
 }
 
+/* -31001 / -31002 with the deciding rule and reason in data. */
+static void refuse_by_policy(sg_exchange_t *ex, const sg_policy_result_t *r)
+{
+    sg_buf_t data = SG_BUF_INIT;
+    sg_buf_append_cstr(&data, "{\"rule\":");
+    sg_json_write_cstr(&data, r->rule);
+    sg_buf_append_cstr(&data, ",\"reason\":");
+    sg_json_write_cstr(&data, r->reason);
+    if (r->decision == SG_DECISION_APPROVE) {
+        /* TODO(approval issue): hold the call for a human; until then approval fails closed */
+        sg_buf_append_cstr(&data, ",\"approval_id\":null}");
+        sg_relay_fail(ex, SG_EAPPROVAL, "approval required", sg_buf_str(&data));
+    } else {
+        sg_buf_append_char(&data, '}');
+        sg_relay_fail(ex, SG_EDENIED, r->reason, sg_buf_str(&data));
+    }
+    sg_buf_dispose(&data);
+}
+
+/* Evaluates the tenant's rules for ex; true when the call may proceed. */
+static bool policy_allows(sg_exchange_t *ex, const sg_identity_t *id, sg_str_t tool,
+        sg_str_t upstream, sg_str_t method, sg_tool_class_t cls, sg_str_t arguments)
+{
+    sg_gate_t *gate = ex->owner;
+    sg_policy_input_t in = { .identity = sg_str(id->name), .roles = id->roles,
+        .nroles = id->nroles, .tool = tool, .upstream = upstream, .method = method,
+        .tool_class = cls, .arguments = arguments, .ctx = gate->policy_ctx };
+    sg_policy_result_t r;
+    sg_policy_eval(ex->snap->policy, &in, &r);
+    if (r.has_shadow) {
+        SG_LOG_INFO(&gate->log, "tenant %s: shadow rule %s would %s %.*s (decided: %s by %s)",
+                ex->tenant, r.shadow_rule, sg_policy_decision_name(r.shadow_decision),
+                (int)tool.len, tool.ptr, sg_policy_decision_name(r.decision), r.rule);
+    }
+    bool allowed = r.decision == SG_DECISION_ALLOW;
+    if (!allowed) {
+        refuse_by_policy(ex, &r);
+    }
+    sg_policy_result_dispose(&r);
+    return allowed;
+}
+
+static stage_rc_t stage_policy(sg_exchange_t *ex, call_state_t *cs)
+{
+    sg_str_t args = SG_STR_NULL;
+    if (sg_json_object_get(cs->relay.params, "arguments", &args) != SG_OK ||
+            sg_json_type(args) != SG_JSON_OBJECT) {
+        args = SG_STR_NULL;
+    }
+    bool ok = policy_allows(ex, cs->id, sg_str(cs->exposed),
+            sg_str(ex->snap->upstreams[cs->upstream].name), SG_STR_LIT("tools/call"), cs->cls, args);
+    return ok ? STAGE_NEXT : STAGE_DONE;
+}
+
 static stage_rc_t stage_pass(sg_exchange_t *ex, call_state_t *cs)
 {
-    /* TODO(issues 5, 6): policy, scanning and audit fill these slots */
+    /* TODO(issue 6 and the scanning issue): scanning and audit fill these slots */
     (void)ex;
     (void)cs;
     return STAGE_NEXT;
@@ -444,7 +526,7 @@ static const struct stage {
 } stages[] = {
     { "resolve", stage_resolve },
     { "killswitch", stage_killswitch },
-    { "policy", stage_pass },
+    { "policy", stage_policy },
     { "scan_request", stage_pass },
     { "forward", stage_forward },
     { "scan_response", stage_pass },
@@ -690,6 +772,27 @@ static void set_level(sg_exchange_t *ex, sg_gate_tenant_t *t, sg_str_t params)
     }
 }
 
+/* Rules with `method` apply to reads: the tool field is the prompt name or resource URI. */
+static bool read_allowed(sg_exchange_t *ex, const sg_identity_t *id, sg_str_t method,
+        sg_str_t params)
+{
+    sg_str_t target = SG_STR_NULL, raw;
+    sg_buf_t dec = SG_BUF_INIT;
+    const char *key = sg_str_eq_cstr(method, "prompts/get") ? "name" : "uri";
+    if (params.len != 0 && sg_json_object_get(params, key, &raw) == SG_OK &&
+            sg_json_string_decode(raw, &dec) == SG_OK) {
+        target = sg_buf_str(&dec);
+    }
+    sg_str_t args = SG_STR_NULL;
+    if (params.len == 0 || sg_json_object_get(params, "arguments", &args) != SG_OK ||
+            sg_json_type(args) != SG_JSON_OBJECT) {
+        args = SG_STR_NULL;
+    }
+    bool ok = policy_allows(ex, id, target, SG_STR_NULL, method, SG_TOOL_CLASS_READ, args);
+    sg_buf_dispose(&dec);
+    return ok;
+}
+
 /* ---- entry points ---- */
 
 void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
@@ -699,7 +802,7 @@ void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
     track(gate, ex);
     sg_str_t method = m->method;
     if (sg_str_eq_cstr(method, "tools/list")) {
-        tools_list(ex, t, m->params);
+        tools_list(ex, t, id, m->params);
     } else if (sg_str_eq_cstr(method, "tools/call")) {
         ex->ctx_free = ctx_free;
         ex->killable = true;
@@ -713,7 +816,7 @@ void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
     } else if (sg_str_eq_cstr(method, "resources/read") || sg_str_eq_cstr(method, "prompts/get")) {
         /* reads reach the outside world: the kill switch stops them like tool calls */
         ex->killable = true;
-        if (!refuse_if_killed(gate, ex)) {
+        if (!refuse_if_killed(gate, ex) && read_allowed(ex, id, method, m->params)) {
             routed(ex, t, method, m->params);
         }
     } else if (sg_str_eq_cstr(method, "resources/subscribe") ||

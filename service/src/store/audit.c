@@ -171,7 +171,8 @@ static void chain_item(sg_audit_t *a, sg_audit_item_t *it)
     char hash[SG_AUDIT_HASH_LEN + 1];
     size_t before = it->line.cap;
     it->seq = ++a->seq;
-    sg_buf_printf(&it->line, ",\"seq\":%llu", (unsigned long long)it->seq);
+    sg_buf_append(&it->line, ",\"seq\":", 7);
+    sg_audit_write_int(&it->line, (int64_t)it->seq);
     sg_audit_chain_hash(a->prev_hash, it->line.data, it->line.len, hash);
     sg_buf_append(&it->line, ",\"prev_hash\":\"", 14);
     sg_buf_append(&it->line, a->prev_hash, SG_AUDIT_HASH_LEN);

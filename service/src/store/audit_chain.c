@@ -11,6 +11,7 @@
  * re-escaped strings, numbers reduced to sign, digits and decimal point), so
  * it is the same for the text the gate submitted and for jsonb's output.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -68,11 +69,31 @@ static void hex_encode(const unsigned char *md, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/*
+ * SHA-256, fetched from the provider once: OpenSSL 3 looks EVP_sha256() up
+ * by name under a lock on every EVP_DigestInit, which cost more than hashing.
+ * The fetched method is immutable and lives as long as the process.
+ */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    SG_BUG_ON(sha256_md == NULL);
+}
+
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&sha256_once, fetch_sha256);
+    return sha256_md;
+}
+
 void sg_audit_sha256_hex(const void *data, size_t len, char out[SG_AUDIT_HASH_LEN + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    SG_BUG_ON(EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32);
+    SG_BUG_ON(EVP_Digest(data, len, md, &mdlen, sha256(), NULL) != 1 || mdlen != 32);
     hex_encode(md, mdlen, out);
 }
 
@@ -83,7 +104,7 @@ void sg_audit_chain_hash(const char *prev_hash, const char *head, size_t head_le
     unsigned int mdlen = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     SG_BUG_ON(ctx == NULL);
-    int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    int ok = EVP_DigestInit_ex(ctx, sha256(), NULL);
     ok = ok && EVP_DigestUpdate(ctx, SG_AUDIT_HASH_TAG, strlen(SG_AUDIT_HASH_TAG));
     ok = ok && EVP_DigestUpdate(ctx, prev_hash, strlen(prev_hash));
     ok = ok && EVP_DigestUpdate(ctx, "\n", 1);
@@ -372,15 +393,28 @@ void sg_audit_write_text(sg_buf_t *out, sg_str_t s)
     sg_buf_dispose(&clean);
 }
 
+void sg_audit_write_int(sg_buf_t *out, int64_t v)
+{
+    char num[24];
+    char *p = num + sizeof(num);
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+    sg_buf_append(out, p, (size_t)(num + sizeof(num) - p));
+}
+
 static void write_int(sg_buf_t *out, bool present, int64_t v)
 {
     if (!present) {
         sg_buf_append(out, "null", 4);
         return;
     }
-    char num[24];
-    int n = snprintf(num, sizeof(num), "%lld", (long long)v);
-    sg_buf_append(out, num, (size_t)n);
+    sg_audit_write_int(out, v);
 }
 
 static void write_key(sg_buf_t *out, const char *key)

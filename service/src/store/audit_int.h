@@ -60,6 +60,9 @@ void sg_audit_format_ts(int64_t ts_us, char out[SG_AUDIT_TS_LEN + 1]);
  */
 int sg_audit_canon_json(sg_str_t in, sg_buf_t *out) SG_MUSTCHECK;
 
+/* Appends v in decimal. */
+void sg_audit_write_int(sg_buf_t *out, int64_t v);
+
 /* Appends s as a JSON string, or null; NUL bytes (PostgreSQL text cannot hold them) become U+FFFD.
  */
 void sg_audit_write_text(sg_buf_t *out, sg_str_t s);

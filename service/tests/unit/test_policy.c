@@ -309,6 +309,37 @@ static void run_scan(sg_domains_scan_t *s, const struct vcase *c)
     free_strs(exc, nexc);
 }
 
+/* A path case: "normalise" gives "expect_path". */
+static void run_normalise(const struct vcase *c)
+{
+    char *in = member_str(c->raw, "normalise"), *want = member_str(c->raw, "expect_path");
+    sg_buf_t b = SG_BUF_INIT;
+    sg_policy_normalise_path(sg_str(in), &b);
+    sg_buf_append(&b, "", 0);
+    if (strcmp(b.data, want) != 0) {
+        fail_msg("%s: %s: normalise(%s) = %s, want %s", c->file, c->name, in, b.data, want);
+    }
+    sg_buf_dispose(&b);
+    free(in);
+    free(want);
+}
+
+/* An args_domain entry case: "entry" is accepted or not ("valid"). */
+static void run_entry(const struct vcase *c)
+{
+    char *entry = member_str(c->raw, "entry");
+    bool want = sg_json_type(member_raw(c->raw, "valid")) == SG_JSON_TRUE;
+    sg_domain_list_t *l = sg_domains_list_new();
+    sg_error_t err = { 0 };
+    bool got = sg_domains_list_add(l, sg_str(entry), &err) == SG_OK;
+    if (got != want) {
+        fail_msg("%s: %s: entry '%s' %s (%s)", c->file, c->name, entry,
+                 got ? "accepted" : "rejected", err.msg);
+    }
+    sg_domains_list_free(l);
+    free(entry);
+}
+
 /* ---- compile-problem files ----------------------------------------------- */
 
 static void run_problems(sg_str_t doc, sg_str_t want, const char *file)
@@ -373,8 +404,9 @@ static char **list_vector_files(size_t *n)
         }
     }
     closedir(d);
-    assert_non_null(v);
-    qsort(v, *n, sizeof(char *), cmp_names);
+    if (v != NULL) {
+        qsort(v, *n, sizeof(char *), cmp_names);
+    }
     return v;
 }
 
@@ -389,6 +421,10 @@ static size_t run_cases(const sg_policy_t *p, sg_str_t cases, const char *file,
         assert_non_null(c.name);
         if (member_raw(item, "scan").ptr != NULL) {
             run_scan(scan, &c);
+        } else if (member_raw(item, "normalise").ptr != NULL) {
+            run_normalise(&c);
+        } else if (member_raw(item, "entry").ptr != NULL) {
+            run_entry(&c);
         } else if (member_raw(item, "expect_class").ptr != NULL) {
             run_classify(p, &c);
         } else if (member_raw(item, "visible").ptr != NULL) {
@@ -537,71 +573,6 @@ static void rejects_too_many_rules(void **state)
     sg_buf_dispose(&b);
 }
 
-/* Catastrophic backtracking hits the match limit: a deny matches, an allow does not. */
-static void fails_closed_on_regex_limits(void **state)
-{
-    (void)state;
-    sg_policy_t *p = compile_cstr(
-            "{\"profile\":\"permissive\",\"policies\":["
-            "{\"name\":\"d\",\"priority\":2,\"action\":\"deny\",\"match\":{\"tool\":\"t__deny\","
-            "\"args\":{\"s\":{\"regex\":\"^(a|a)*(?:b|a{0,30}c)$\"}}}},"
-            "{\"name\":\"a\",\"priority\":1,\"action\":\"allow\",\"match\":{\"tool\":\"t__allow\","
-            "\"args\":{\"s\":{\"regex\":\"^(a|a)*(?:b|a{0,30}c)$\"}}}}],"
-            "\"defaults\":{\"no_match\":\"deny\"}}");
-    sg_buf_t args = SG_BUF_INIT;
-    sg_buf_append_cstr(&args, "{\"s\":\"");
-    for (int i = 0; i < 60; i++) {
-        sg_buf_append_char(&args, 'a');
-    }
-    sg_buf_append_cstr(&args, "!\"}");
-    sg_policy_ctx_t *ctx = sg_policy_ctx_new();
-    sg_policy_input_t in = { .tool = SG_STR_LIT("t__deny"),
-                             .arguments = sg_buf_str(&args),
-                             .tool_class = SG_TOOL_CLASS_READ,
-                             .ctx = ctx };
-    sg_policy_result_t r;
-    sg_policy_eval(p, &in, &r);
-    assert_int_equal(r.decision, SG_DECISION_DENY);
-    assert_string_equal(r.rule, "d");
-    in.tool = SG_STR_LIT("t__allow");
-    sg_policy_eval(p, &in, &r);
-    assert_int_equal(r.decision, SG_DECISION_DENY);
-    assert_string_equal(r.rule, "default");
-    sg_policy_ctx_free(ctx);
-    sg_buf_dispose(&args);
-    sg_policy_unref(p);
-}
-
-/* More hosts than a scan keeps: deny rules match, allow rules do not. */
-static void fails_closed_when_scan_truncated(void **state)
-{
-    (void)state;
-    sg_policy_t *p = compile_cstr(
-            "{\"defaults\":{\"no_match\":\"allow\"},\"policies\":["
-            "{\"name\":\"no-paste\",\"action\":\"deny\",\"match\":{\"tool\":\"a__x\","
-            "\"args_domain\":[\"paste.example\"]}},"
-            "{\"name\":\"only-docs\",\"action\":\"allow\",\"match\":{\"tool\":\"b__x\","
-            "\"args_domain\":[\"docs.example\"]}},"
-            "{\"name\":\"rest\",\"priority\":-1,\"action\":\"deny\",\"match\":{\"tool\":\"b__x\"}}]"
-            "}");
-    sg_buf_t args = SG_BUF_INIT;
-    sg_buf_append_cstr(&args, "{\"list\":\"");
-    for (int i = 0; i < SG_DOMAINS_MAX_HOSTS + 10; i++) {
-        sg_buf_printf(&args, "h%d.other.example ", i);
-    }
-    sg_buf_append_cstr(&args, "\"}");
-    sg_policy_input_t in = { .tool = SG_STR_LIT("a__x"),
-                             .arguments = sg_buf_str(&args),
-                             .tool_class = SG_TOOL_CLASS_READ };
-    sg_policy_result_t r;
-    sg_policy_eval(p, &in, &r);
-    assert_string_equal(r.rule, "no-paste");
-    in.tool = SG_STR_LIT("b__x");
-    sg_policy_eval(p, &in, &r);
-    assert_string_equal(r.rule, "rest");
-    sg_buf_dispose(&args);
-    sg_policy_unref(p);
-}
 
 /* 300 rules of every index kind: exact tools, upstream + glob, generic globs, role-only. */
 static void generate_rules(sg_buf_t *out)
@@ -676,38 +647,6 @@ static void index_agrees_with_linear_walk(void **state)
     sg_buf_dispose(&b);
 }
 
-static void normalises_paths(void **state)
-{
-    (void)state;
-    static const char *const cases[][2] = {
-        { "/workspace/../etc/passwd", "/etc/passwd" },
-        { "/workspace/./a//b", "/workspace/a/b" },
-        { "/workspace/a/..", "/workspace/" },
-        { "/workspace/", "/workspace/" },
-        { "/..", "/" },
-        { "/../../etc", "/etc" },
-        { "//etc//passwd", "/etc/passwd" },
-        { "a/../../b", "../b" },
-        { "a/./b/", "a/b/" },
-        { "", "." },
-        { ".", "." },
-        { "a/..", "." },
-        { "/", "/" },
-        { "/a/b/../../..", "/" },
-        { "/workspace/..foo", "/workspace/..foo" },
-        { "/workspace/.../x", "/workspace/.../x" },
-    };
-    sg_buf_t b = SG_BUF_INIT;
-    for (size_t i = 0; i < SG_ARRAY_LEN(cases); i++) {
-        sg_buf_reset(&b);
-        sg_policy_normalise_path(sg_str(cases[i][0]), &b);
-        sg_buf_append(&b, "", 0);
-        if (strcmp(b.data, cases[i][1]) != 0) {
-            fail_msg("normalise(%s) = %s, want %s", cases[i][0], b.data, cases[i][1]);
-        }
-    }
-    sg_buf_dispose(&b);
-}
 
 /*
  * Every string of up to 6 characters over {'/', '.', 'a'}: a path-typed equals
@@ -752,47 +691,20 @@ static void normalises_values_like_rules(void **state)
     sg_policy_ctx_free(ctx);
 }
 
-static void matches_globs(void **state)
-{
-    (void)state;
-    assert_true(sg_policy_glob("fs__read_*", SG_STR_LIT("fs__read_file")));
-    assert_true(sg_policy_glob("fs__read_*", SG_STR_LIT("fs__read_")));
-    assert_false(sg_policy_glob("fs__read_*", SG_STR_LIT("fs__read")));
-    assert_true(sg_policy_glob("*", SG_STR_LIT("")));
-    assert_true(sg_policy_glob("a*b*c", SG_STR_LIT("aXbYbZc")));
-    assert_false(sg_policy_glob("a*b*c", SG_STR_LIT("aXbYbZ")));
-    assert_true(sg_policy_glob("?s__*", SG_STR_LIT("fs__x")));
-    assert_false(sg_policy_glob("fs", SG_STR_LIT("fs__x")));
-    assert_true(sg_policy_glob_is_literal("fs__read"));
-    assert_false(sg_policy_glob_is_literal("fs__*"));
-}
 
-static void scans_json_keys_nested_values_and_bounds(void **state)
+/* Nesting deeper than the JSON limit is not walked: the scan says it is truncated. */
+static void truncates_scan_past_json_depth(void **state)
 {
     (void)state;
     sg_domains_scan_t *s = sg_domains_scan_new();
-    const char *json = "{\"https://key.example/\":[1,{\"deep\":[\"x\",\"see paste.example\"]}],"
-                       "\"n\":2130706433,\"esc\":\"https:\\/\\/escaped.example\\/\"}";
-    sg_domains_scan_json(s, sg_str(json));
-    bool key = false, deep = false, esc = false;
-    for (size_t i = 0; i < sg_domains_scan_count(s); i++) {
-        key = key || strcmp(sg_domains_scan_host(s, i), "key.example") == 0;
-        deep = deep || strcmp(sg_domains_scan_host(s, i), "paste.example") == 0;
-        esc = esc || strcmp(sg_domains_scan_host(s, i), "escaped.example") == 0;
-    }
-    assert_true(key && deep && esc);
-    assert_false(sg_domains_scan_truncated(s));
-    /* nesting deeper than the JSON limit is not walked: truncated */
     sg_buf_t b = SG_BUF_INIT;
-    for (int i = 0; i < SG_JSON_MAX_DEPTH + 2; i++) {
-        sg_buf_append_char(&b, '[');
+    for (int i = 0; i < 2 * (SG_JSON_MAX_DEPTH + 2); i++) {
+        sg_buf_append_char(&b, i < SG_JSON_MAX_DEPTH + 2 ? '[' : ']');
     }
-    for (int i = 0; i < SG_JSON_MAX_DEPTH + 2; i++) {
-        sg_buf_append_char(&b, ']');
-    }
-    sg_domains_scan_reset(s);
     sg_domains_scan_json(s, sg_buf_str(&b));
     assert_true(sg_domains_scan_truncated(s));
+    sg_domains_scan_reset(s);
+    assert_false(sg_domains_scan_truncated(s));
     sg_buf_dispose(&b);
     sg_domains_scan_free(s);
     sg_domains_scan_free(NULL);
@@ -814,36 +726,24 @@ static void survives_hostile_scan_input(void **state)
     sg_domains_scan_free(s);
 }
 
-static void validates_domain_list_entries(void **state)
+/* Lookups through a sealed list (entry syntax is covered by 19_domain_entries.json). */
+static void matches_hosts_against_lists(void **state)
 {
     (void)state;
-    static const char *const good[] = {
-        "pastebin.com", "*.ngrok.io", "PASTE.example.", "bücher.example", "xn--bcher-kva.example",
-        "10.0.0.1",     "[::1]",      "::ffff:7f00:1",  "localhost",      "co.uk"
-    };
-    static const char *const bad[] = {
-        "",           "*",           "*.",        "a..b",  "a b", "*.10.0.0.1", "http://x.y/",
-        "x*.example", "*.*.example", "010.0.0.1", "1.2.3", "-",   "a/b"
-    };
+    static const char *const entries[] = { "PASTE.example.", "*.ngrok.io", "bücher.example",
+                                           "[::1]", "co.uk" };
     sg_domain_list_t *l = sg_domains_list_new();
-    for (size_t i = 0; i < SG_ARRAY_LEN(good); i++) {
-        sg_error_t err = { 0 };
-        if (sg_domains_list_add(l, sg_str(good[i]), &err) != SG_OK) {
-            fail_msg("entry %s rejected: %s", good[i], err.msg);
-        }
-    }
-    for (size_t i = 0; i < SG_ARRAY_LEN(bad); i++) {
-        if (sg_domains_list_add(l, sg_str(bad[i]), NULL) == SG_OK) {
-            fail_msg("entry '%s' accepted", bad[i]);
-        }
+    for (size_t i = 0; i < SG_ARRAY_LEN(entries); i++) {
+        assert_int_equal(sg_domains_list_add(l, sg_str(entries[i]), NULL), SG_OK);
     }
     sg_domains_list_seal(l);
-    assert_int_equal(sg_domains_list_count(l), SG_ARRAY_LEN(good));
+    assert_int_equal(sg_domains_list_count(l), SG_ARRAY_LEN(entries));
+    assert_true(sg_domains_list_match_host(l, "www.paste.example", "paste.example"));
     assert_true(sg_domains_list_match_host(l, "xn--bcher-kva.example", "xn--bcher-kva.example"));
     assert_true(sg_domains_list_match_host(l, "a.b.ngrok.io", "b.ngrok.io"));
-    assert_true(sg_domains_list_match_host(l, "127.0.0.1", NULL) == false);
     assert_true(sg_domains_list_match_host(l, "::1", NULL));
     assert_true(sg_domains_list_match_host(l, "co.uk", NULL));
+    assert_false(sg_domains_list_match_host(l, "127.0.0.1", NULL));
     assert_false(sg_domains_list_match_host(l, "evil.co.uk", "evil.co.uk"));
     sg_domains_list_free(l);
     sg_domains_list_free(NULL);
@@ -858,15 +758,11 @@ int main(void)
         cmocka_unit_test(reports_bad_json_with_empty_pointer),
         cmocka_unit_test(caps_problem_list),
         cmocka_unit_test(rejects_too_many_rules),
-        cmocka_unit_test(fails_closed_on_regex_limits),
-        cmocka_unit_test(fails_closed_when_scan_truncated),
         cmocka_unit_test(index_agrees_with_linear_walk),
-        cmocka_unit_test(normalises_paths),
         cmocka_unit_test(normalises_values_like_rules),
-        cmocka_unit_test(matches_globs),
-        cmocka_unit_test(scans_json_keys_nested_values_and_bounds),
+        cmocka_unit_test(truncates_scan_past_json_depth),
         cmocka_unit_test(survives_hostile_scan_input),
-        cmocka_unit_test(validates_domain_list_entries),
+        cmocka_unit_test(matches_hosts_against_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
