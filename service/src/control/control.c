@@ -39,6 +39,7 @@ static const route_t routes[] = {
     { "DELETE", "/tenants/{t}", sg_api_tenant_delete },
     { "POST", "/tenants/{t}/identities/{name}/keys", sg_api_key_rotate },
     { "DELETE", "/tenants/{t}/identities/{name}/keys/{id}", sg_api_key_delete },
+    { "POST", "/tenants/{t}/policy/evaluate", sg_api_policy_evaluate },
 };
 
 /* ---- helpers ---- */
