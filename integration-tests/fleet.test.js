@@ -62,6 +62,10 @@ let fleet;
 let redis; // replaced after the Redis restart of the fail-closed test
 let tapBase;
 
+// The tests are about kill switches, not policy: every tenant allows its upstream's tools
+// explicitly (the profile decides what happens when Redis is unreachable).
+const EV_ALLOWED = { name: 'ev-allowed', priority: 100, action: 'allow', match: { tool: 'ev__*' } };
+
 const ev = () => ({ name: 'ev', prefix: 'ev', command: EVERYTHING_BIN, args: ['stdio'], timeout_ms: 60000 });
 
 before(async () => {
@@ -78,17 +82,14 @@ before(async () => {
                     { name: 'agent-2', keys: [KEY.a2] },
                 ],
                 upstreams: [{ name: 'ev', prefix: 'ev', ...tapped(tapBase, EVERYTHING_BIN, ['stdio']), timeout_ms: 60000 }],
+                extra: { profile: 'standard', policies: [EV_ALLOWED] },
             });
             await writeTenant(r, {
                 tenant: 'strict',
                 version: 1,
                 identities: [{ name: 'strict-1', keys: [KEY.s1] }],
                 upstreams: [ev()],
-                extra: {
-                    profile: 'strict',
-                    // so that the test keeps its meaning once policies are enforced
-                    policies: [{ name: 'echo-ok', priority: 100, action: 'allow', match: { tool: 'ev__*' } }],
-                },
+                extra: { profile: 'strict', policies: [EV_ALLOWED] },
             });
             await writeTenant(r, {
                 tenant: 'perm',
@@ -98,7 +99,7 @@ before(async () => {
                     { name: 'perm-2', keys: [KEY.p2] },
                 ],
                 upstreams: [ev()],
-                extra: { profile: 'permissive' },
+                extra: { profile: 'permissive', policies: [EV_ALLOWED] },
             });
         },
     });
@@ -238,6 +239,19 @@ async function callsSince(loads, t, { n = 3, perLoop = false, timeoutMs = 10000 
         { timeoutMs, intervalMs: 20, message: `${n} calls answered since t on every load` },
     );
     return performance.now();
+}
+
+/** For failure messages: each load's calls answered since t and those still in flight. */
+function trace(loads, t, what) {
+    const r = (x) => Math.round(x - t);
+    return loads
+        .map((l) => {
+            const calls = l.results.filter((x) => x.done >= t).slice(-12).map((x) => `[${r(x.sent)}→${r(x.done)} ${describe(x)}]`);
+            const pending = l.pending ? [...l.pending.values()].map((x) => r(x)) : [];
+            return `  ${l.label}: ${calls.join(' ') || 'no call answered'}${pending.length ? `; in flight since ${pending.join(', ')}` : ''}`;
+        })
+        .join('\n')
+        .replace(/^/, `calls (ms after ${what}):\n`);
 }
 
 /** The first result answered at or after t that satisfies pred (by answer time). */
@@ -624,11 +638,16 @@ test('Redis stopped under load: strict and standard refused with -31007 within t
         const tDead = performance.now();
 
         const closing = probes.filter((p) => p.tenant.closes);
-        await waitFor(() => closing.every((p) => firstAfter(p.results, tKill, (r) => r.code === UNCONFIRMED)), {
-            timeoutMs: FAIL_CLOSED_BOUND_MS + 4000,
-            intervalMs: 10,
-            message: '-31007 for strict and standard tenants on every replica',
-        });
+        try {
+            await waitFor(() => closing.every((p) => firstAfter(p.results, tKill, (r) => r.code === UNCONFIRMED)), {
+                timeoutMs: FAIL_CLOSED_BOUND_MS + 4000,
+                intervalMs: 10,
+                message: '-31007 for strict and standard tenants on every replica',
+            });
+        } catch (err) {
+            err.message += `\n${trace(closing, tKill, 'the SIGKILL of Redis')}`;
+            throw err;
+        }
         // Redis was gone somewhere between tKill and tDead; a replica's last confirmation came
         // before that, so its refusals must start within the bound after tDead at the latest.
         console.log(`Redis killed (its exit seen ${ms(tDead - tKill)} after the SIGKILL); time from the SIGKILL to the first -31007:`);
@@ -698,8 +717,7 @@ test('Redis stopped under load: strict and standard refused with -31007 within t
         try {
             await callsSince(all, tReady, { n: 3 });
         } catch (err) {
-            const pending = all.map((p) => `${p.label}: ${p.pending ? [...p.pending.values()].map((t) => Math.round(t - tListening)).join(',') : '?'}`);
-            err.message += `; calls in flight (sent at, ms after Redis listened): ${pending.join('; ')}`;
+            err.message += `\n${trace(all, tListening, 'Redis listened again')}`;
             throw err;
         }
         for (const p of all) {

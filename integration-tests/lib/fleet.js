@@ -14,6 +14,11 @@
 // failure or interruption). haproxy leaves "<pid>\nhaproxy\n" in a haproxy.pid file under the
 // harness' scratch directory (under $SG_TEST_TMPDIR when set), like the harness' processes do.
 //
+// Also here, for measuring a fleet under load: startAgents (official SDK clients calling a tool
+// in a loop from a worker thread, each call stamped with its own send and answer times) and
+// respConnection (a bare Redis connection that writes a command the moment it is given, for
+// "ops typed SET at t0" measurements).
+//
 // Load-balancer decisions (ops/haproxy.cfg, the compose file's copy, makes the same ones;
 // compose.test.js checks that they agree):
 //   * /admin and /admin/... go to the control plane; everything else (/mcp, /healthz,
@@ -45,7 +50,6 @@ import {
     request,
     runBin,
     scratchDir,
-    sleep,
     startGate,
     startPostgres,
     startRedis,
@@ -582,4 +586,3 @@ export async function readyzAll(gates) {
     );
 }
 
-export { sleep };

@@ -12,6 +12,7 @@
 #include "control/control.h"
 #include "core/settings.h"
 #include "gateway/gate.h"
+#include "store/audit_cli.h"
 #include "store/killswitch_store.h"
 #include "store/migrate.h"
 #include "store/runtime.h"
@@ -33,6 +34,8 @@ static const command_t commands[] = {
     { "start", SG_NEED_CONTROL, true, true, "run gate and control plane in one process, one port" },
     { "migrate", SG_NEED_NONE, false, false,
             "apply migrations/ to PostgreSQL under an advisory lock (idempotent)" },
+    { "audit", SG_NEED_NONE, false, false,
+            "verify [--tenant T] [--since TIME] | prune --older-than 90d [--dry-run]" },
     { "killswitch", SG_NEED_NONE, false, false,
             "on|off [--tenant T] [--identity I]: flip a kill switch in Redis directly" },
 };
@@ -148,7 +151,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     bool check = false;
-    bool is_killswitch = strcmp(cmd->name, "killswitch") == 0;
+    bool takes_args = strcmp(cmd->name, "killswitch") == 0 || strcmp(cmd->name, "audit") == 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: sentinel-gate %s [--check]\n\n%s\n\n", cmd->name, cmd->summary);
@@ -156,7 +159,7 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--check") == 0) {
             check = true;
-        } else if (!is_killswitch) {
+        } else if (!takes_args) {
             fprintf(stderr, "sentinel-gate %s: unknown option '%.64s'\n", cmd->name, argv[i]);
             return EXIT_USAGE;
         }
@@ -175,8 +178,10 @@ int main(int argc, char **argv)
         rc = 0;
     } else if (strcmp(cmd->name, "migrate") == 0) {
         rc = run_migrate(&s);
-    } else if (is_killswitch) {
+    } else if (strcmp(cmd->name, "killswitch") == 0) {
         rc = run_killswitch(argc, argv, &s);
+    } else if (strcmp(cmd->name, "audit") == 0) {
+        rc = sg_audit_cli(argc, argv, s.database_url);
     } else {
         rc = run_server(cmd, &s);
     }

@@ -127,7 +127,7 @@ typedef struct sg_policy_trace_entry {
     const char *rule;
     bool matched;
     bool shadow;
-    char *why; /* owned by the result: "tool: no pattern matched", ... */
+    char *why; /* owned by the result: "tool: no pattern matches", ... */
 } sg_policy_trace_entry_t;
 
 typedef struct sg_policy_result {
@@ -148,8 +148,10 @@ typedef struct sg_policy_result {
  * policy loaded"). `in` and everything it points to are borrowed for the call;
  * out's strings are borrowed from p (keep a reference while using them) except
  * the trace, which the caller releases with sg_policy_result_dispose(). Never
- * fails: an argument the engine cannot inspect (regex resource limit, domain
- * scan over its bounds) makes deny/approve rules match and allow rules not.
+ * fails: what the engine cannot inspect (a regex over its resource limits, a
+ * domain scan over its bounds, an object or array where a test expects a
+ * scalar, a path that reads differently once normalised) makes deny and
+ * approve rules match and allow rules not. Not thread-safe per ctx.
  */
 void sg_policy_eval(const sg_policy_t *p, const sg_policy_input_t *in, sg_policy_result_t *out);
 void sg_policy_result_dispose(sg_policy_result_t *out);

@@ -51,6 +51,25 @@ typedef struct sg_subcall {
     size_t response_len;
 } sg_subcall_t;
 
+/* What the audit row of a call records; filled as the call advances (relay.c). */
+typedef struct sg_call_record {
+    bool wanted;          /* this exchange is a decision to audit (tools/call, reads) */
+    bool written;
+    const char *decision; /* "allow", "deny", ...; NULL until decided (then derived from the error) */
+    const char *rule;     /* borrowed from ex->snap's policy */
+    const char *reason;
+    const char *tool;     /* exposed name, or the prompt/URI of a read; owned */
+    const char *upstream; /* borrowed from ex->snap */
+    const char *cls;
+    sg_str_t arguments;   /* raw, borrowed from the body */
+    uint64_t upstream_started_us;
+    uint64_t upstream_us;
+    bool has_result;
+    bool result_is_error;
+    size_t result_size;
+    char method[48];
+} sg_call_record_t;
+
 struct sg_exchange {
     int refs;
     h2o_req_t *req; /* NULL once h2o released the request */
@@ -85,6 +104,7 @@ struct sg_exchange {
     sg_exchange_t *prev;
     uint64_t started_us;
     sg_batch_t *batch;   /* set for batch members (one reference held) */
+    sg_call_record_t record;
 };
 
 /* A new exchange bound to req (adds the request's reference). */

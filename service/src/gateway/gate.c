@@ -20,6 +20,7 @@
 #include "core/policy.h"
 #include "gateway/gate_int.h"
 #include "io/http_reply.h"
+#include "store/audit.h"
 #include "store/keys.h"
 
 #define POLL_MS         2000
@@ -589,9 +590,22 @@ static void on_drain(void *data)
     sg_mcp_close_streams(gate);
 }
 
+static void on_stop(void *data)
+{
+    sg_gate_t *gate = data;
+    /* flushes what is queued to PostgreSQL, the rest to the spool: nothing is lost */
+    sg_audit_free(gate->audit);
+    gate->audit = NULL;
+}
+
 sg_gate_t *sg_gate_new(sg_runtime_t *rt, sg_error_t *err)
 {
-    (void)err;
+    const sg_settings_t *settings = sg_runtime_settings(rt);
+    sg_audit_t *audit = sg_audit_new(sg_runtime_loop(rt), sg_runtime_pg(rt), settings->replica_id,
+            settings->spool_dir, NULL, err);
+    if (audit == NULL) {
+        return NULL;
+    }
     sg_metrics_register(&m_reloads);
     sg_metrics_register(&m_reload_errors);
     sg_gate_t *gate = sg_xcalloc(1, sizeof(*gate));
@@ -599,6 +613,7 @@ sg_gate_t *sg_gate_new(sg_runtime_t *rt, sg_error_t *err)
     gate->loop = sg_runtime_loop(rt);
     gate->redis = sg_runtime_redis(rt);
     gate->log = (sg_log_ctx_t){ .component = "gate" };
+    gate->audit = audit;
     gate->policy_ctx = sg_policy_ctx_new();
     gate->killswitch = sg_killswitch_new(gate->loop, gate->redis, enumerate_switches, on_engaged,
             gate);
@@ -609,6 +624,7 @@ sg_gate_t *sg_gate_new(sg_runtime_t *rt, sg_error_t *err)
     sg_http_server_route(http, "/.well-known/oauth-protected-resource", sg_mcp_handle_prm, gate);
     sg_runtime_add_ready_check(rt, is_ready, gate);
     sg_runtime_add_drain_cb(rt, on_drain, gate);
+    sg_runtime_add_stop_cb(rt, on_stop, gate);
     sg_timer_start(gate->loop, &gate->poll_timer, 0, on_poll_timer);
     return gate;
 }
@@ -619,6 +635,7 @@ void sg_gate_free(sg_gate_t *gate)
         return;
     }
     sg_timer_stop(&gate->poll_timer);
+    sg_audit_free(gate->audit); /* a no-op after on_stop */
     sg_killswitch_free(gate->killswitch);
     sg_policy_ctx_free(gate->policy_ctx);
     sg_mcp_close_streams(gate);

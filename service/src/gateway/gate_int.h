@@ -57,6 +57,7 @@ struct sg_gate {
     struct sg_exchange *exchanges; /* POSTs in flight on this replica */
     sg_killswitch_t *killswitch;
     struct sg_policy_ctx *policy_ctx; /* evaluation scratch of this loop */
+    struct sg_audit *audit;           /* the audit writer of this replica */
     bool draining;
 };
 

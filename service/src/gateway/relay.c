@@ -16,6 +16,8 @@
 #include "base/mem.h"
 #include "base/metrics.h"
 #include "core/policy.h"
+#include "core/redact.h"
+#include "store/audit.h"
 #include "gateway/mcp_int.h"
 
 static SG_METRIC_DEFINE(m_calls, SG_METRIC_HISTOGRAM, "sg_tool_call_seconds", NULL,
@@ -51,14 +53,74 @@ static void untrack(sg_gate_t *gate, sg_exchange_t *ex)
     sg_exchange_unref(ex);
 }
 
+/* ---- the audit row of a call ---- */
+
+static const char *decision_of(int err)
+{
+    switch (err) {
+    case SG_EDENIED:
+        return "deny";
+    case SG_EAPPROVAL:
+        return "approval_required";
+    case SG_EKILLED:
+        return "killed";
+    case SG_ECONFIG:
+        return "config_unavailable";
+    case SG_EUPSTREAM:
+        return "upstream_error";
+    case SG_ETIMEDOUT:
+        return "timeout";
+    case SG_ECANCELED:
+        return "cancelled";
+    default:
+        return "error";
+    }
+}
+
+static void audit_call(sg_exchange_t *ex)
+{
+    sg_gate_t *gate = ex->owner;
+    sg_call_record_t *r = &ex->record;
+    if (!r->wanted || r->written || gate->audit == NULL) {
+        return;
+    }
+    r->written = true;
+    sg_buf_t args = SG_BUF_INIT;
+    if (r->arguments.len != 0) {
+        sg_redact_json(r->arguments, &args);
+    }
+    uint64_t total = sg_clock_now_us() - ex->started_us;
+    sg_audit_event_t ev = { .tenant = sg_str(ex->tenant), .identity = sg_str(ex->identity),
+        .session = sg_str(ex->session_nonce), .request_id = ex->client_id, .method = sg_str(r->method),
+        .tool = sg_str(r->tool), .upstream = sg_str(r->upstream), .risk_class = sg_str(r->cls),
+        .decision = sg_str(r->decision != NULL ? r->decision : "error"), .rule = sg_str(r->rule),
+        .reason = sg_str(r->reason), .arguments = args.len != 0 ? sg_buf_str(&args) : SG_STR_NULL,
+        .has_result = r->has_result, .result_size = (int64_t)r->result_size,
+        .result_is_error = r->result_is_error,
+        .gate_latency_us = (int64_t)(total - SG_MIN(total, r->upstream_us)),
+        .upstream_latency_us = r->upstream_started_us != 0 ? (int64_t)r->upstream_us : -1 };
+    if (sg_audit_submit(gate->audit, &ev, NULL, NULL) != SG_OK) {
+        SG_LOG_ERROR(&gate->log, "tenant %s: audit event refused (queue full or writer stopped)",
+                ex->tenant);
+    }
+    sg_buf_dispose(&args);
+}
+
 static void finish(sg_exchange_t *ex, sg_str_t json)
 {
     sg_exchange_finish(ex, json);
+    audit_call(ex);
     untrack(ex->owner, ex);
 }
 
 void sg_relay_fail(sg_exchange_t *ex, int err, const char *message, sg_str_t data_raw)
 {
+    if (ex->record.decision == NULL || strcmp(ex->record.decision, "allow") == 0) {
+        ex->record.decision = decision_of(err);
+    }
+    if (ex->record.reason == NULL || err != SG_EDENIED) {
+        ex->record.reason = message != NULL ? message : sg_err_message(err);
+    }
     sg_buf_t b = SG_BUF_INIT;
     sg_jsonrpc_write_error(&b, ex->client_id, sg_err_jsonrpc_code(err),
             message != NULL ? message : sg_err_message(err), data_raw);
@@ -85,6 +147,12 @@ static void relay_response(sg_exchange_t *ex, sg_str_t response)
         return;
     }
     sg_buf_t b = SG_BUF_INIT;
+    sg_str_t is_error;
+    ex->record.has_result = true;
+    ex->record.result_size = m.kind == SG_JSONRPC_RESPONSE ? m.result.len : m.error.len;
+    ex->record.result_is_error = m.kind != SG_JSONRPC_RESPONSE ||
+            (sg_json_object_get(m.result, "isError", &is_error) == SG_OK &&
+                    sg_json_type(is_error) == SG_JSON_TRUE);
     if (m.kind == SG_JSONRPC_RESPONSE) {
         sg_jsonrpc_write_result(&b, ex->client_id, m.result);
     } else {
@@ -383,10 +451,16 @@ static stage_rc_t stage_resolve(sg_exchange_t *ex, call_state_t *cs)
     if (sg_json_string_decode(name, &decoded) == SG_OK && decoded.len < sizeof(cs->exposed)) {
         cs->upstream = resolve_tool(cs->t, sg_buf_str(&decoded), &cs->orig_name, &cs->definition);
     }
+    if (decoded.len > 0) {
+        free((char *)ex->record.tool);
+        ex->record.tool = sg_xmemdup(decoded.data, SG_MIN(decoded.len, 256));
+    }
     if (cs->upstream >= 0) {
         memcpy(cs->exposed, decoded.data, decoded.len + 1);
         const char *up = ex->snap->upstreams[cs->upstream].name;
         cs->cls = sg_policy_classify(ex->snap->policy, sg_str(cs->exposed), cs->definition);
+        ex->record.upstream = up;
+        ex->record.cls = sg_policy_class_name(cs->cls);
         if (!sg_policy_tool_visible(ex->snap->policy, sg_str(cs->id->name), cs->id->roles,
                     cs->id->nroles, sg_str(cs->exposed), sg_str(up), cs->cls)) {
             cs->upstream = -1; /* a hidden tool answers like an unknown one */
@@ -469,7 +543,13 @@ static bool policy_allows(sg_exchange_t *ex, const sg_identity_t *id, sg_str_t t
                 (int)tool.len, tool.ptr, sg_policy_decision_name(r.decision), r.rule);
     }
     bool allowed = r.decision == SG_DECISION_ALLOW;
-    if (!allowed) {
+    ex->record.rule = r.rule; /* borrowed from ex->snap's policy, which ex references */
+    ex->record.reason = r.reason;
+    ex->record.arguments = arguments;
+    if (allowed) {
+        ex->record.decision = "allow";
+    } else {
+        ex->record.decision = r.decision == SG_DECISION_APPROVE ? "approval_required" : "deny";
         refuse_by_policy(ex, &r);
     }
     sg_policy_result_dispose(&r);
@@ -501,6 +581,7 @@ static void on_call_done(sg_exchange_t *ex);
 static stage_rc_t stage_forward(sg_exchange_t *ex, call_state_t *cs)
 {
     sg_upstream_t *up = sg_gate_upstream(cs->t, (size_t)cs->upstream);
+    ex->record.upstream_started_us = sg_clock_now_us();
     if (!start_sub(ex, up, (size_t)cs->upstream, "tools/call", cs->relay.params)) {
         upstream_failed(ex, SG_EUPSTREAM, sg_upstream_cfg(up)->name);
         return STAGE_DONE;
@@ -511,6 +592,7 @@ static stage_rc_t stage_forward(sg_exchange_t *ex, call_state_t *cs)
 static stage_rc_t stage_reply(sg_exchange_t *ex, call_state_t *cs)
 {
     sg_subcall_t *s = &ex->subs[0];
+    ex->record.upstream_us = sg_clock_now_us() - ex->record.upstream_started_us;
     if (s->status != SG_OK) {
         upstream_failed(ex, s->status, ex->snap->upstreams[cs->upstream].name);
     } else {
@@ -788,6 +870,9 @@ static bool read_allowed(sg_exchange_t *ex, const sg_identity_t *id, sg_str_t me
             sg_json_type(args) != SG_JSON_OBJECT) {
         args = SG_STR_NULL;
     }
+    free((char *)ex->record.tool);
+    ex->record.tool = target.len != 0 ? sg_xmemdup(target.ptr, SG_MIN(target.len, 256)) : NULL;
+    ex->record.cls = "read";
     bool ok = policy_allows(ex, id, target, SG_STR_NULL, method, SG_TOOL_CLASS_READ, args);
     sg_buf_dispose(&dec);
     return ok;
@@ -801,11 +886,14 @@ void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
     sg_metrics_register(&m_calls);
     track(gate, ex);
     sg_str_t method = m->method;
+    snprintf(ex->record.method, sizeof(ex->record.method), "%.*s",
+            (int)SG_MIN(method.len, sizeof(ex->record.method) - 1), method.ptr);
     if (sg_str_eq_cstr(method, "tools/list")) {
         tools_list(ex, t, id, m->params);
     } else if (sg_str_eq_cstr(method, "tools/call")) {
         ex->ctx_free = ctx_free;
         ex->killable = true;
+        ex->record.wanted = true;
         tools_call(ex, t, id, m->params);
     } else if (sg_str_eq_cstr(method, "resources/list")) {
         fan_out(ex, t, "resources/list", "resources", "resources", false);
@@ -816,6 +904,7 @@ void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
     } else if (sg_str_eq_cstr(method, "resources/read") || sg_str_eq_cstr(method, "prompts/get")) {
         /* reads reach the outside world: the kill switch stops them like tool calls */
         ex->killable = true;
+        ex->record.wanted = true;
         if (!refuse_if_killed(gate, ex) && read_allowed(ex, id, method, m->params)) {
             routed(ex, t, method, m->params);
         }

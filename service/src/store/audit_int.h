@@ -184,8 +184,10 @@ struct sg_audit {
     char *replica;
     sg_audit_options_t opts;
     sg_audit_spool_t *spool;
-    sg_buf_t scratch;  /* batch payloads */
-    sg_buf_t json_tmp; /* canonical arguments / findings */
+    sg_buf_t scratch;        /* batch payloads */
+    sg_buf_t json_tmp;       /* canonical arguments / findings */
+    unsigned char rnd[4096]; /* random bytes for event ids */
+    size_t rnd_pos;          /* next unused byte; sizeof(rnd) = refill */
 
     sg_audit_item_t *ring;
     size_t cap;

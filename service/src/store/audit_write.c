@@ -463,7 +463,7 @@ static void on_replay_written(sg_pg_query_t *q, int status, const PGresult *res)
         a->stats.written += rows;
         sg_metric_add(&m_replayed, (int64_t)job->nlines);
         sg_metric_add(&m_written, (int64_t)rows);
-        a->replay_chunk = SG_MIN(2 * a->replay_chunk, a->opts.batch_max);
+        a->replay_chunk = SG_MIN(2 * a->replay_chunk, 4 * a->opts.batch_max);
         a->replay_backoff_ms = 0;
         replay_step(a);
     } else if (is_data_error(status, res)) {

@@ -50,6 +50,11 @@ struct sg_runtime {
         void *data;
     } drains[MAX_CHECKS];
     size_t ndrains;
+    struct {
+        sg_runtime_drain_cb cb;
+        void *data;
+    } stops[MAX_CHECKS];
+    size_t nstops;
     sg_watch_t signals;
     int signal_fd;
     bool stopping;
@@ -160,6 +165,14 @@ void sg_runtime_add_drain_cb(sg_runtime_t *rt, sg_runtime_drain_cb cb, void *dat
     rt->drains[rt->ndrains].cb = cb;
     rt->drains[rt->ndrains].data = data;
     rt->ndrains++;
+}
+
+void sg_runtime_add_stop_cb(sg_runtime_t *rt, sg_runtime_drain_cb cb, void *data)
+{
+    SG_BUG_ON(rt->nstops == MAX_CHECKS);
+    rt->stops[rt->nstops].cb = cb;
+    rt->stops[rt->nstops].data = data;
+    rt->nstops++;
 }
 
 /* ---- probes ---- */
@@ -349,6 +362,9 @@ int sg_runtime_run(sg_runtime_t *rt, sg_error_t *err)
         sg_loop_run_once(rt->loop, 10);
     }
     sg_timer_stop(&rt->probe_timer);
+    for (size_t i = 0; i < rt->nstops; i++) {
+        rt->stops[i].cb(rt->stops[i].data);
+    }
     sg_metric_set(&m_up, 0);
     SG_LOG_INFO(&log_ctx, "stopped");
     return SG_OK;

@@ -51,6 +51,11 @@ const sg_settings_t *sg_runtime_settings(const sg_runtime_t *rt);
 
 void sg_runtime_add_ready_check(sg_runtime_t *rt, sg_runtime_ready_cb cb, void *data);
 void sg_runtime_add_drain_cb(sg_runtime_t *rt, sg_runtime_drain_cb cb, void *data);
+/*
+ * Called once at the end of sg_runtime_run, after the drain, while the loop and the
+ * stores still work (components flush what they hold, e.g. the audit writer).
+ */
+void sg_runtime_add_stop_cb(sg_runtime_t *rt, sg_runtime_drain_cb cb, void *data);
 /* True once the last probe saw Redis answer (used by fail-closed logic). */
 bool sg_runtime_redis_ok(const sg_runtime_t *rt);
 

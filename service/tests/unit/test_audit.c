@@ -97,9 +97,9 @@ static int run_pgcluster(const char *cmd, const char *arg, char *out, size_t cap
     const char *last = strrchr(buf, '\n');
     if (out != NULL && cap > 0) {
         const char *src = last != NULL ? last + 1 : buf;
-        size_t n = SG_MIN(strlen(src), cap - 1);
-        memcpy(out, src, n);
-        out[n] = '\0';
+        size_t k = SG_MIN(strlen(src), cap - 1);
+        memcpy(out, src, k);
+        out[k] = '\0';
     }
     int status = 0;
     waitpid(pid, &status, 0);
