@@ -331,6 +331,9 @@ int sg_tenant_parse(const char *json, size_t len, sg_tenant_t **out, sg_error_t 
     if (rc == SG_OK) {
         rc = get_strings(root, "allowed_origins", NULL, &t->allowed_origins, &t->norigins, err, "");
     }
+    sg_str_t audit, mode;
+    t->audit_sync = sg_json_object_get(root, "audit", &audit) == SG_OK &&
+            sg_json_object_get(audit, "mode", &mode) == SG_OK && sg_json_string_eq(mode, "sync");
     sg_str_t defaults, unreachable;
     t->serve_last_known = t->profile != NULL && strcmp(t->profile, "permissive") == 0;
     if (sg_json_object_get(root, "defaults", &defaults) == SG_OK &&

@@ -63,6 +63,7 @@ typedef struct sg_tenant {
     char **allowed_origins;
     size_t norigins;
     struct sg_policy *policy; /* compiled rules (core/policy.h), one reference */
+    bool audit_sync;          /* audit.mode "sync": a call's row is durable before it goes upstream */
     bool serve_last_known; /* defaults.redis_unreachable: serve the last known kill-switch
                               state when it cannot be confirmed (else fail closed) */
     char *raw; /* the stored JSON, NUL-terminated: later stages compile their parts from it */

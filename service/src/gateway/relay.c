@@ -577,6 +577,56 @@ static stage_rc_t stage_pass(sg_exchange_t *ex, call_state_t *cs)
 }
 
 static void on_call_done(sg_exchange_t *ex);
+static void call_advance(sg_exchange_t *ex);
+
+static void on_decision_durable(void *data, int status)
+{
+    sg_exchange_t *ex = data;
+    if (status != SG_OK) {
+        sg_relay_fail(ex, SG_ECONFIG, "audit unavailable: the decision could not be made durable",
+                SG_STR_NULL);
+    } else if (!ex->finished) {
+        call_advance(ex);
+    }
+    sg_exchange_unref(ex);
+}
+
+/*
+ * audit.mode "sync": the decision row is made durable (PostgreSQL or the fsynced spool) before
+ * the call goes upstream; it is the call's one row, so it carries no result.
+ */
+static stage_rc_t stage_audit_sync(sg_exchange_t *ex, call_state_t *cs)
+{
+    (void)cs;
+    sg_gate_t *gate = ex->owner;
+    if (!ex->snap->audit_sync) {
+        return STAGE_NEXT;
+    }
+    sg_call_record_t *r = &ex->record;
+    r->written = true;
+    sg_buf_t args = SG_BUF_INIT;
+    if (r->arguments.len != 0) {
+        sg_redact_json(r->arguments, &args);
+    }
+    sg_audit_event_t ev = { .tenant = sg_str(ex->tenant), .identity = sg_str(ex->identity),
+        .session = sg_str(ex->session_nonce), .request_id = ex->client_id,
+        .method = sg_str(r->method), .tool = sg_str(r->tool), .upstream = sg_str(r->upstream),
+        .risk_class = sg_str(r->cls), .decision = sg_str("allow"), .rule = sg_str(r->rule),
+        .reason = sg_str(r->reason), .arguments = args.len != 0 ? sg_buf_str(&args) : SG_STR_NULL,
+        .gate_latency_us = (int64_t)(sg_clock_now_us() - ex->started_us),
+        .upstream_latency_us = -1 };
+    sg_exchange_ref(ex);
+    int rc = gate->audit != NULL ? sg_audit_submit(gate->audit, &ev, on_decision_durable, ex)
+                                 : SG_ECLOSED;
+    sg_buf_dispose(&args);
+    if (rc != SG_OK) {
+        sg_exchange_unref(ex);
+        sg_relay_fail(ex, SG_ECONFIG, "audit unavailable: the decision could not be recorded",
+                SG_STR_NULL);
+        return STAGE_DONE;
+    }
+    return STAGE_WAIT;
+}
 
 static stage_rc_t stage_forward(sg_exchange_t *ex, call_state_t *cs)
 {
@@ -610,6 +660,7 @@ static const struct stage {
     { "killswitch", stage_killswitch },
     { "policy", stage_policy },
     { "scan_request", stage_pass },
+    { "audit_sync", stage_audit_sync },
     { "forward", stage_forward },
     { "scan_response", stage_pass },
     { "reply", stage_reply },

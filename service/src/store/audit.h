@@ -138,14 +138,18 @@ sg_audit_t *sg_audit_new(sg_loop_t *loop, sg_pg_t *pg, const char *replica_id,
                          const char *spool_dir, const sg_audit_options_t *opts, sg_error_t *err);
 
 /*
- * Stops the writer: refuses new events, then runs the loop (sg_loop_run_once,
- * so other modules' callbacks run too) for up to drain_ms, writing what is
- * queued to PostgreSQL; what is still not durable then goes to the spool, and
- * the call waits for batches already sent to PostgreSQL (bounded by
- * write_timeout_ms). Nothing is lost unless the spool is unusable too (then
- * those events' callbacks get SG_EIO and sg_audit_lost_total counts them).
- * Pending durable callbacks run inside this call. Must not be called from a
- * callback of this writer; call it before sg_pg_free(pg). NULL is a no-op.
+ * Stops the writer, within a bound: runs the loop (sg_loop_run_once, so other
+ * modules' callbacks run too) for up to drain_ms, writing what is queued to
+ * PostgreSQL at once; after that, whatever is not durable goes to the spool,
+ * and batches already sent to PostgreSQL are awaited (each ends by its
+ * write_timeout_ms). Events submitted meanwhile (from callbacks the loop
+ * runs) are still taken, except from the durable callbacks of the very last
+ * step, which get SG_ECLOSED. Nothing is lost unless the
+ * spool is unusable too: then those events' callbacks get SG_EIO and
+ * sg_audit_lost_total counts them. Pending durable callbacks run inside this
+ * call. Worst case: drain_ms + write_timeout_ms + 1 s, plus one fsync.
+ * Must not be called from a callback of this writer. Call it before
+ * sg_pg_free(pg): the writer uses the pool until it returns. NULL is a no-op.
  */
 void sg_audit_free(sg_audit_t *audit);
 
@@ -159,8 +163,8 @@ void sg_audit_free(sg_audit_t *audit);
  * and the event is counted in sg_audit_lost_total (plus a rate-limited log
  * line): SG_EBUSY when the queue is full (PostgreSQL and the spool both not
  * keeping up: the caller refuses the call or serves it, per tenant),
- * SG_EINVAL for an event without decision or with a bad id, SG_ECLOSED once
- * sg_audit_free has started.
+ * SG_EINVAL for an event without decision or with a bad id, SG_ECLOSED at the
+ * end of sg_audit_free.
  */
 int sg_audit_submit(sg_audit_t *audit, const sg_audit_event_t *ev, sg_audit_durable_cb cb,
                     void *data) SG_MUSTCHECK;
