@@ -58,6 +58,7 @@ import {
     keyOf,
     loadVectors,
     pgrepF,
+    rawHttp,
     startMonitor,
     textOf,
     vectorBytes,
@@ -270,18 +271,22 @@ test('1. bootstrap: the SDK client works with the returned key on both replicas 
     for (const id of answer.identities) assert.match(id.api_key, /^sg_[0-9a-f]{64}$/, 'sg_ + 32 random bytes in hex');
     acmeKey1 = keyOf(answer, 'agent-1');
 
-    const probes = await Promise.all(
-        [gateA, gateB].map((g) =>
-            firstSuccessfulCall(g, acmeKey1, { tool: 'ev__echo', args: { message: 'first call' }, expect: 'Echo: first call', t0: answeredAt, timeoutMs: 20000 }),
-        ),
-    );
-    // the filesystem upstream answers too
+    let probes;
+    try {
+        probes = await Promise.all(
+            [gateA, gateB].map((g) =>
+                firstSuccessfulCall(g, acmeKey1, { tool: 'ev__echo', args: { message: 'first call' }, expect: 'Echo: first call', t0: answeredAt, timeoutMs: 20000 }),
+            ),
+        );
+        await Promise.all([waitReady(gateA), waitReady(gateB)]);
+    } finally {
+        await Promise.all(watchers.map((w) => w.stop()));
+    }
+    // the filesystem upstream answers too (it may start after ev: /readyz waits for both)
     for (const p of probes) {
         const r = await p.client.client.callTool({ name: 'fs__read_text_file', arguments: { path: path.join(ACME_WS.dir, 'hello.txt') } });
         assert.match(textOf(r), /hello from acme-ws-/);
     }
-    await Promise.all([waitReady(gateA), waitReady(gateB)]);
-    await Promise.all(watchers.map((w) => w.stop()));
     const loadMs = await assertLoadedByEvent(mon, off, 'acme', 1, t);
 
     const readyAt = watchers.map((w) => w.readyAfterSeen('acme'));
@@ -297,6 +302,7 @@ test('1. bootstrap: the SDK client works with the returned key on both replicas 
         // the first call works at once when /readyz says so (upstream start-up is node's, not ours)
         assert.ok(p.ms - (readyAt[i] - answeredAt) <= 1000, `replica ${name}: first tools/call ${p.ms - (readyAt[i] - answeredAt)} ms after /readyz 200`);
     }
+    for (const p of probes) t.diagnostic(`trace: ${JSON.stringify(p.trace.slice(0, 12))}`);
     const spread = Math.abs(probes[0].ms - probes[1].ms);
     console.log(`replicas A and B: first successful calls ${spread} ms apart`);
 
@@ -475,7 +481,6 @@ test('3. invalid bootstrap payloads: 400 with every expected pointer, and nothin
         { name: 'wrong Content-Type (text/plain)', body: JSON.stringify(valid), headers: { 'Content-Type': 'text/plain' }, statuses: [400, 415] },
         { name: 'no Content-Type', body: JSON.stringify(valid), headers: { 'Content-Type': null }, statuses: [400, 415] },
         { name: 'form Content-Type', body: 'tenant=acme&profile=strict', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, statuses: [400, 415] },
-        { name: 'oversized body (5 MiB, above SG_MAX_BODY)', body: Buffer.alloc(5 * 1024 * 1024, 0x20), statuses: [400, 413] },
     ];
     for (const c of extra) {
         if (typeof c.body === 'object' && !Buffer.isBuffer(c.body)) c.body = Buffer.from(JSON.stringify(c.body));
@@ -523,6 +528,22 @@ test('3. invalid bootstrap payloads: 400 with every expected pointer, and nothin
         const got = new Set(problems.map((p) => p.pointer));
         const missing = c.pointers.filter((p) => !got.has(p));
         if (missing.length > 0) failures.push(`${c.name}: no problem at ${missing.join(', ')}; got ${JSON.stringify(problems).slice(0, 400)}`);
+    }
+    // above SG_MAX_BODY (4 MiB): the server may answer before reading the body and close (a
+    // client still writing then sees a reset instead of the answer), so the body is announced
+    // and only its first 64 KiB are sent
+    {
+        const big = 5 * 1024 * 1024;
+        const r = await rawHttp(
+            control.port,
+            `POST /admin/api/v1/bootstrap HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${admin.token}\r\n` +
+                `Content-Type: application/json\r\nContent-Length: ${big}\r\n\r\n`,
+            Buffer.alloc(64 * 1024, 0x20),
+        );
+        statusCount[r.status] = (statusCount[r.status] ?? 0) + 1;
+        if (r.status !== 413 && r.status !== 400) failures.push(`5 MiB body: ${r.status}: ${r.text.slice(0, 300)}`);
+        t.diagnostic(`5 MiB body: ${r.text.split('\r\n')[0]} … ${r.text.slice(r.text.indexOf('\r\n\r\n') + 4).slice(0, 100)}`);
+        cases.push({ name: '5 MiB body' });
     }
     t.diagnostic(`${cases.length} invalid payloads; statuses ${JSON.stringify(statusCount)}`);
     console.log(`invalid payloads: ${cases.length} (${vectors.length} vectors + ${extra.length} more); statuses ${JSON.stringify(statusCount)}`);
@@ -630,6 +651,8 @@ test('4. FLUSHALL: the control plane restores every tenant and the replicas reco
     assert.ok(gateA.running() && gateB.running());
 });
 
+const noProblems = []; // 400s of 5a without a problems list, judged by 5a'
+
 test('5a. admin API: authentication, routing and bodies; nothing changes', async (t) => {
     const redisBefore = await dumpRedis(redis);
     const pgBefore = await dumpPg(pg.url);
@@ -688,6 +711,12 @@ test('5a. admin API: authentication, routing and bodies; nothing changes', async
     ];
     const failures = [];
     for (const [method, p, headers, want, body] of checks) {
+        if (p.includes('%2f')) {
+            // leaves /admin/api/v1 once normalised: the server's own 404 (not the API's JSON)
+            const r = await raw(method, p, headers, body);
+            if (r.status !== 404) failures.push(`${method} ${p}: ${r.status} ${r.body.slice(0, 200)}`);
+            continue;
+        }
         const r = await raw(method, p, headers, body);
         const wants = Array.isArray(want) ? want : [want];
         let json = null;
@@ -700,9 +729,8 @@ test('5a. admin API: authentication, routing and bodies; nothing changes', async
         if (!wants.includes(r.status)) failures.push(`${label}: ${r.status} (want ${wants.join('/')}) ${r.body.slice(0, 200)}`);
         else if (!json || typeof json.error !== 'string') failures.push(`${label}: ${r.status} without a JSON error: ${r.body.slice(0, 200)}`);
         if (r.status === 401 && !/^Bearer /.test(r.headers['www-authenticate'] ?? '')) failures.push(`${label}: 401 without WWW-Authenticate`);
-        // ADMIN-API.md: "a body that breaks the rules gets 400 with every problem listed"
         if (r.status === 400 && body && json && !(Array.isArray(json.problems) && json.problems.length > 0)) {
-            failures.push(`${label}: 400 without a problems list: ${r.body.slice(0, 200)}`);
+            noProblems.push(`${label}: ${r.body.slice(0, 200)}`);
         }
         if (r.body.includes(admin.token)) failures.push(`${label}: the admin token echoed`);
     }
@@ -716,6 +744,12 @@ test('5a. admin API: authentication, routing and bodies; nothing changes', async
     assert.equal(firstDifference(redisBefore, await dumpRedis(redis)), null, 'Redis changed');
     assert.equal(firstDifference(pgBefore, await dumpPg(pg.url)), null, 'PostgreSQL changed');
     assert.ok(control.running());
+});
+
+test("5a'. admin API: a body that breaks the rules gets 400 with every problem listed (ADMIN-API.md)", () => {
+    // ADMIN-API.md: "a body that breaks the rules gets 400 with **every** problem listed as
+    // {"pointer": ..., "error": ...}" - bootstrap does; here the other endpoints' bodies
+    assert.deepEqual(noProblems, [], '400 answers with {"error"} only, no "problems"');
 });
 
 test('5b. key rotation with a grace period, at once, and key deletion by id', async (t) => {

@@ -319,8 +319,11 @@ export async function firstSuccessfulCall(gate, key, { tool, args, expect, t0 = 
     let connectMs = null;
     let attempts = 0;
     let lastError = null;
+    const trace = []; // [start ms since t0, what, took ms, outcome]
     while (Date.now() < deadline) {
         attempts++;
+        const s = Date.now();
+        const what = client === null ? 'connect+call' : 'call';
         try {
             if (client === null) {
                 client = await connectClient(gate, key);
@@ -328,23 +331,26 @@ export async function firstSuccessfulCall(gate, key, { tool, args, expect, t0 = 
             }
             const r = await client.client.callTool({ name: tool, arguments: args }, undefined, { timeout: 5000 });
             if (!r.isError && textOf(r).includes(expect)) {
-                return { ms: Date.now() - t0, connectMs, client, attempts, lastError };
+                trace.push([s - t0, what, Date.now() - s, 'ok']);
+                return { ms: Date.now() - t0, connectMs, client, attempts, lastError, trace };
             }
             lastError = new Error(`result ${JSON.stringify(r).slice(0, 300)}`);
         } catch (err) {
             lastError = err;
         }
+        trace.push([s - t0, what, Date.now() - s, String(lastError?.message).slice(0, 60)]);
         await sleep(intervalMs);
     }
     throw new Error(`no successful ${tool} on ${gate.url} within ${timeoutMs} ms after ${attempts} attempts: ${lastError?.message}`);
 }
 
 /** Polls /readyz every intervalMs from now on; .first200After(ms) tells when it was first 200 at or after ms. */
-export function watchReadyz(gate, { intervalMs = 10 } = {}) {
+export function watchReadyz(gate, { intervalMs = 10, maxMs = 60000 } = {}) {
     const samples = [];
     let stopped = false;
+    const until = Date.now() + maxMs;
     const loop = (async () => {
-        for (let i = 0; i < 100000 && !stopped; i++) {
+        while (!stopped && Date.now() < until) {
             try {
                 const r = await request(`${gate.url}/readyz`, { timeoutMs: 2000 });
                 samples.push({ ms: Date.now(), status: r.status, body: r.body });
@@ -373,3 +379,41 @@ export function watchReadyz(gate, { intervalMs = 10 } = {}) {
 }
 
 export { textOf };
+
+/**
+ * Sends head (request line and headers, CRLFs included) and then bodyPrefix on a raw
+ * connection to 127.0.0.1:port without sending the rest of the body the headers announce, and
+ * resolves {status, text} of what comes back before the server closes or timeoutMs passes.
+ */
+export function rawHttp(port, head, bodyPrefix = Buffer.alloc(0), { timeoutMs = 5000 } = {}) {
+    return new Promise((resolve, reject) => {
+        const sock = net.connect({ host: '127.0.0.1', port });
+        let text = '';
+        const done = () => {
+            clearTimeout(timer);
+            sock.destroy();
+            const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
+            resolve({ status: m ? Number(m[1]) : null, text });
+        };
+        const timer = setTimeout(done, timeoutMs);
+        sock.on('error', (err) => {
+            if (text === '') {
+                clearTimeout(timer);
+                reject(err);
+            } else done();
+        });
+        sock.on('connect', () => {
+            sock.write(head);
+            if (bodyPrefix.length > 0) sock.write(bodyPrefix);
+        });
+        sock.on('data', (d) => {
+            text += d.toString('latin1');
+            if (/\r\n\r\n/.test(text)) {
+                const cl = /\r\ncontent-length: *(\d+)/i.exec(text);
+                const bodyStart = text.indexOf('\r\n\r\n') + 4;
+                if (cl && text.length - bodyStart >= Number(cl[1])) done();
+            }
+        });
+        sock.on('end', done);
+    });
+}

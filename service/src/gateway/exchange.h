@@ -68,6 +68,7 @@ typedef struct sg_call_record {
     bool result_is_error;
     size_t result_size;
     char method[48];
+    char audit_id[40]; /* the row's id, given to the agent in refusals' data; "" until needed */
 } sg_call_record_t;
 
 struct sg_exchange {

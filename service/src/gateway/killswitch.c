@@ -37,6 +37,7 @@ struct sg_killswitch {
     size_t nstate;
     bool global;
     uint64_t confirmed_ms; /* monotonic time of the last good reply; 0 = never */
+    uint64_t poll_started_ms;
     sg_log_ctx_t log;
 };
 
@@ -149,6 +150,7 @@ static void poll(sg_killswitch_t *ks)
         return;
     }
     ks->again = false;
+    ks->poll_started_ms = sg_clock_now_ms();
     free_watches(ks->polling, ks->npolling);
     ks->polling = NULL;
     ks->npolling = 0;
@@ -189,9 +191,13 @@ static void on_timer(sg_timer_t *t)
     poll(SG_CONTAINER_OF(t, sg_killswitch_t, timer));
 }
 
+/* The next poll starts SG_KILL_POLL_MS after the previous one started, whatever Redis took. */
 static void schedule(sg_killswitch_t *ks)
 {
-    sg_timer_start(ks->loop, &ks->timer, ks->again ? 0 : SG_KILL_POLL_MS, on_timer);
+    uint64_t elapsed = sg_clock_now_ms() - ks->poll_started_ms;
+    uint64_t wait = ks->again || elapsed >= SG_KILL_POLL_MS ? 0 : SG_KILL_POLL_MS - elapsed;
+    /* whole 10 ms steps: every distinct duration is one timer queue of the loop */
+    sg_timer_start(ks->loop, &ks->timer, wait / 10 * 10, on_timer);
 }
 
 void sg_killswitch_poll_now(sg_killswitch_t *ks)

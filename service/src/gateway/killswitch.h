@@ -16,7 +16,7 @@
 #include "base/sg.h"
 #include "io/redis.h"
 
-#define SG_KILL_POLL_MS  100
+#define SG_KILL_POLL_MS  80 /* from the start of one poll to the next: observed within 100 ms */
 #define SG_KILL_BOUND_MS 1000
 
 typedef enum sg_kill_scope {

@@ -90,8 +90,9 @@ static void audit_call(sg_exchange_t *ex)
         sg_redact_json(r->arguments, &args);
     }
     uint64_t total = sg_clock_now_us() - ex->started_us;
-    sg_audit_event_t ev = { .tenant = sg_str(ex->tenant), .identity = sg_str(ex->identity),
-        .session = sg_str(ex->session_nonce), .request_id = ex->client_id, .method = sg_str(r->method),
+    sg_audit_event_t ev = { .id = sg_str(r->audit_id), .tenant = sg_str(ex->tenant),
+        .identity = sg_str(ex->identity), .session = sg_str(ex->session_nonce),
+        .request_id = ex->client_id, .method = sg_str(r->method),
         .tool = sg_str(r->tool), .upstream = sg_str(r->upstream), .risk_class = sg_str(r->cls),
         .decision = sg_str(r->decision != NULL ? r->decision : "error"), .rule = sg_str(r->rule),
         .reason = sg_str(r->reason), .arguments = args.len != 0 ? sg_buf_str(&args) : SG_STR_NULL,
@@ -121,11 +122,26 @@ void sg_relay_fail(sg_exchange_t *ex, int err, const char *message, sg_str_t dat
     if (ex->record.reason == NULL || err != SG_EDENIED) {
         ex->record.reason = message != NULL ? message : sg_err_message(err);
     }
+    sg_buf_t with_id = SG_BUF_INIT;
+    if (ex->record.wanted && !ex->record.written) {
+        /* DESIGN §3: a gateway refusal names its audit row */
+        sg_audit_new_id(ex->record.audit_id);
+        sg_str_t d = sg_json_trim(data_raw);
+        if (d.len >= 2 && d.ptr[0] == '{') {
+            sg_buf_append(&with_id, d.ptr, d.len - 1);
+            sg_buf_append_cstr(&with_id, d.len > 2 ? "," : "");
+        } else {
+            sg_buf_append_char(&with_id, '{');
+        }
+        sg_buf_printf(&with_id, "\"audit_id\":\"%s\"}", ex->record.audit_id);
+        data_raw = sg_buf_str(&with_id);
+    }
     sg_buf_t b = SG_BUF_INIT;
     sg_jsonrpc_write_error(&b, ex->client_id, sg_err_jsonrpc_code(err),
             message != NULL ? message : sg_err_message(err), data_raw);
     finish(ex, sg_buf_str(&b));
     sg_buf_dispose(&b);
+    sg_buf_dispose(&with_id);
 }
 
 static void reply_result(sg_exchange_t *ex, sg_str_t result)

@@ -133,8 +133,8 @@ typedef struct sg_uh_req {
     bool reused;       /* the current connection came from the pool */
     bool retried;      /* the current HTTP request was already sent again */
     unsigned resumes;
-    int settled; /* the outcome of a SG_UH_BODY_DISCARD answer */
-    size_t discarded;
+    int settled;       /* the outcome of a SG_UH_BODY_DISCARD answer */
+    size_t discarded;  /* bytes of that answer dropped so far */
     int result;        /* valid in FINISHED */
     sg_uh_msg_t *msgs; /* received, not yet delivered */
     sg_uh_msg_t **msgs_tail;

@@ -150,28 +150,30 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/*
- * A JSON number as sign, significant digits D and exponent E (value = D × 10^E),
- * written in plain decimal. "1.50", "15e-1" and jsonb's "1.50" all give "1.5".
- */
-static int canon_number(sg_str_t raw, sg_buf_t *out)
+/* Reads [-]int[.frac][e[+-]exp] into sign, all digits (int then frac) and exponent. */
+static int parse_number(sg_str_t raw, bool *neg, sg_buf_t *digits, int64_t *exp)
 {
     const char *p = raw.ptr, *end = raw.ptr + raw.len;
-    bool neg = p < end && *p == '-';
-    p += neg;
+    *neg = p < end && *p == '-';
+    p += *neg;
     const char *int_start = p;
     while (p < end && is_digit(*p)) {
         p++;
     }
-    const char *int_end = p, *frac_start = p, *frac_end = p;
+    if (p == int_start) {
+        return SG_EPARSE;
+    }
+    sg_buf_append(digits, int_start, (size_t)(p - int_start));
+    int64_t frac = 0;
     if (p < end && *p == '.') {
-        frac_start = ++p;
+        const char *f = ++p;
         while (p < end && is_digit(*p)) {
             p++;
         }
-        frac_end = p;
+        frac = p - f;
+        sg_buf_append(digits, f, (size_t)frac);
     }
-    int64_t exp = 0;
+    int64_t e = 0;
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
         bool eneg = p < end && *p == '-';
@@ -180,62 +182,70 @@ static int canon_number(sg_str_t raw, sg_buf_t *out)
             return SG_EPARSE;
         }
         for (; p < end && is_digit(*p); p++) {
-            if (exp > MAX_EXPONENT) {
+            if (e > MAX_EXPONENT) {
                 return SG_EINVAL;
             }
-            exp = exp * 10 + (*p - '0');
+            e = e * 10 + (*p - '0');
         }
-        exp = eneg ? -exp : exp;
+        e = eneg ? -e : e;
     }
-    if (p != end || int_start == int_end) {
-        return SG_EPARSE;
-    }
-    /* digits = int part then fraction; value = digits × 10^(exp - len(fraction)) */
-    sg_buf_t d = SG_BUF_INIT;
-    sg_buf_append(&d, int_start, (size_t)(int_end - int_start));
-    sg_buf_append(&d, frac_start, (size_t)(frac_end - frac_start));
-    exp -= (int64_t)(frac_end - frac_start);
-    size_t lead = 0;
-    while (lead < d.len && d.data[lead] == '0') {
-        lead++;
-    }
-    size_t n = d.len;
-    while (n > lead && d.data[n - 1] == '0') {
-        n--;
-        exp++;
-    }
-    int rc = SG_OK;
-    if (n == lead) {
-        sg_buf_append_char(out, '0'); /* zero, -0, 0.000e5 */
-        goto done;
-    }
-    const char *digits = d.data + lead;
-    int64_t nd = (int64_t)(n - lead);
-    if (nd + exp > MAX_NUMBER_DIGITS || -exp > MAX_NUMBER_DIGITS) {
-        rc = SG_EINVAL;
-        goto done;
-    }
+    *exp = e - frac; /* value = digits × 10^exp */
+    return p == end ? SG_OK : SG_EPARSE;
+}
+
+/* Writes ±D × 10^exp (D: nd significant digits) in plain decimal. */
+static void write_decimal(sg_buf_t *out, bool neg, const char *d, int64_t nd, int64_t exp)
+{
     if (neg) {
         sg_buf_append_char(out, '-');
     }
     if (exp >= 0) {
-        sg_buf_append(out, digits, (size_t)nd);
+        sg_buf_append(out, d, (size_t)nd);
         for (int64_t i = 0; i < exp; i++) {
             sg_buf_append_char(out, '0');
         }
     } else if (nd + exp > 0) {
         size_t point = (size_t)(nd + exp);
-        sg_buf_append(out, digits, point);
+        sg_buf_append(out, d, point);
         sg_buf_append_char(out, '.');
-        sg_buf_append(out, digits + point, (size_t)nd - point);
+        sg_buf_append(out, d + point, (size_t)nd - point);
     } else {
         sg_buf_append(out, "0.", 2);
         for (int64_t i = 0; i < -(nd + exp); i++) {
             sg_buf_append_char(out, '0');
         }
-        sg_buf_append(out, digits, (size_t)nd);
+        sg_buf_append(out, d, (size_t)nd);
     }
-done:
+}
+
+/*
+ * A JSON number as sign, significant digits D and exponent E (value = D × 10^E),
+ * written in plain decimal. "1.50", "15e-1" and jsonb's "1.50" all give "1.5".
+ */
+static int canon_number(sg_str_t raw, sg_buf_t *out)
+{
+    sg_buf_t d = SG_BUF_INIT;
+    bool neg = false;
+    int64_t exp = 0;
+    int rc = parse_number(raw, &neg, &d, &exp);
+    if (rc == SG_OK) {
+        size_t lead = 0, n = d.len;
+        while (lead < n && d.data[lead] == '0') {
+            lead++;
+        }
+        while (n > lead && d.data[n - 1] == '0') {
+            n--;
+            exp++;
+        }
+        int64_t nd = (int64_t)(n - lead);
+        if (nd == 0) {
+            sg_buf_append_char(out, '0'); /* zero, -0, 0.000e5 */
+        } else if (nd + exp > MAX_NUMBER_DIGITS || -exp > MAX_NUMBER_DIGITS) {
+            rc = SG_EINVAL;
+        } else {
+            write_decimal(out, neg, d.data + lead, nd, exp);
+        }
+    }
     sg_buf_dispose(&d);
     return rc;
 }
@@ -256,6 +266,7 @@ static int canon_string(sg_str_t raw, sg_buf_t *out)
     return rc;
 }
 
+/* NOLINTNEXTLINE(misc-no-recursion): depth bounded by SG_AUDIT_JSON_DEPTH */
 static int canon_array(sg_str_t raw, sg_buf_t *out, size_t depth)
 {
     sg_json_iter_t it = SG_JSON_ITER_INIT(raw);
@@ -280,17 +291,17 @@ static int canon_array(sg_str_t raw, sg_buf_t *out, size_t depth)
     return SG_OK;
 }
 
-typedef struct member {
+typedef struct sg_audit_member {
     size_t key_off; /* decoded key in the keys buffer */
     size_t key_len;
     sg_str_t value;
-} member_t;
+} sg_audit_member_t;
 
 static const char *sort_keys; /* the keys buffer during qsort (single-threaded callers) */
 
 static int cmp_member(const void *a, const void *b)
 {
-    const member_t *x = a, *y = b;
+    const sg_audit_member_t *x = a, *y = b;
     size_t n = SG_MIN(x->key_len, y->key_len);
     int c = n > 0 ? memcmp(sort_keys + x->key_off, sort_keys + y->key_off, n) : 0;
     if (c != 0) {
@@ -299,11 +310,12 @@ static int cmp_member(const void *a, const void *b)
     return x->key_len < y->key_len ? -1 : (x->key_len > y->key_len ? 1 : 0);
 }
 
+/* NOLINTNEXTLINE(misc-no-recursion): depth bounded by SG_AUDIT_JSON_DEPTH */
 static int canon_object(sg_str_t raw, sg_buf_t *out, size_t depth)
 {
     sg_json_iter_t it = SG_JSON_ITER_INIT(raw);
     sg_buf_t keys = SG_BUF_INIT;
-    member_t *m = NULL;
+    sg_audit_member_t *m = NULL;
     size_t n = 0, cap = 0;
     sg_str_t k, v;
     int rc;
@@ -317,7 +329,7 @@ static int canon_object(sg_str_t raw, sg_buf_t *out, size_t depth)
         if (rc != SG_OK) {
             goto out;
         }
-        m[n++] = (member_t){ off, keys.len - off, v };
+        m[n++] = (sg_audit_member_t){ off, keys.len - off, v };
     }
     if (rc != 0) {
         goto out;
@@ -347,6 +359,7 @@ out:
     return rc;
 }
 
+/* NOLINTNEXTLINE(misc-no-recursion): depth bounded by SG_AUDIT_JSON_DEPTH */
 static int canon_value(sg_str_t raw, sg_buf_t *out, size_t depth)
 {
     if (depth > SG_AUDIT_JSON_DEPTH) {

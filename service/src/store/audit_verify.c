@@ -19,31 +19,31 @@
 
 /* Column order of walk_sql, read by row_from_result. */
 enum {
-    C_ID = 0,
-    C_TS,
-    C_TENANT,
-    C_IDENTITY,
-    C_SESSION,
-    C_REPLICA,
-    C_REQUEST_ID,
-    C_METHOD,
-    C_TOOL,
-    C_UPSTREAM,
-    C_CLASS,
-    C_DECISION,
-    C_RULE,
-    C_REASON,
-    C_ARGUMENTS,
-    C_RESULT_SIZE,
-    C_RESULT_IS_ERROR,
-    C_GATE_LATENCY,
-    C_UPSTREAM_LATENCY,
-    C_FINDINGS,
-    C_APPROVAL_ID,
-    C_SEQ,
-    C_PREV_HASH,
-    C_HASH,
-    C_COUNT
+    SG_AUDIT_COL_ID = 0,
+    SG_AUDIT_COL_TS,
+    SG_AUDIT_COL_TENANT,
+    SG_AUDIT_COL_IDENTITY,
+    SG_AUDIT_COL_SESSION,
+    SG_AUDIT_COL_REPLICA,
+    SG_AUDIT_COL_REQUEST_ID,
+    SG_AUDIT_COL_METHOD,
+    SG_AUDIT_COL_TOOL,
+    SG_AUDIT_COL_UPSTREAM,
+    SG_AUDIT_COL_CLASS,
+    SG_AUDIT_COL_DECISION,
+    SG_AUDIT_COL_RULE,
+    SG_AUDIT_COL_REASON,
+    SG_AUDIT_COL_ARGUMENTS,
+    SG_AUDIT_COL_RESULT_SIZE,
+    SG_AUDIT_COL_RESULT_IS_ERROR,
+    SG_AUDIT_COL_GATE_LATENCY,
+    SG_AUDIT_COL_UPSTREAM_LATENCY,
+    SG_AUDIT_COL_FINDINGS,
+    SG_AUDIT_COL_APPROVAL_ID,
+    SG_AUDIT_COL_SEQ,
+    SG_AUDIT_COL_PREV_HASH,
+    SG_AUDIT_COL_HASH,
+    SG_AUDIT_COL_COUNT
 };
 
 static const char walk_sql[] =
@@ -71,7 +71,7 @@ static const char start_sql[] =
         "SELECT min(seq) FROM audit_events WHERE replica = $1 "
         "AND ($2::text IS NULL OR tenant = $2) AND ($3::timestamptz IS NULL OR ts >= $3)";
 
-typedef struct walk {
+typedef struct sg_audit_walk {
     FILE *out;
     const char *replica;
     uint64_t start; /* first seq of interest; 0 = the whole chain */
@@ -83,7 +83,7 @@ typedef struct walk {
     bool broken;
     sg_buf_t head; /* scratch: the hashed bytes */
     sg_buf_t args, findings;
-} walk_t;
+} sg_audit_walk_t;
 
 static int backend_error(PGconn *c, const PGresult *r, sg_error_t *err, const char *what)
 {
@@ -129,78 +129,79 @@ static bool json_cell(const PGresult *r, int col, sg_buf_t *tmp, sg_str_t *out)
 }
 
 /* Recomputes the row's hash; false when the content cannot be what the writer hashed. */
-static bool content_hash(walk_t *w, const PGresult *r, char hash[SG_AUDIT_HASH_LEN + 1])
+static bool content_hash(sg_audit_walk_t *w, const PGresult *r, char hash[SG_AUDIT_HASH_LEN + 1])
 {
     sg_audit_row_t row = {
-        .id = cell(r, C_ID),
-        .tenant = cell(r, C_TENANT),
-        .identity = cell(r, C_IDENTITY),
-        .session = cell(r, C_SESSION),
-        .replica = cell(r, C_REPLICA),
-        .request_id = cell(r, C_REQUEST_ID),
-        .method = cell(r, C_METHOD),
-        .tool = cell(r, C_TOOL),
-        .upstream = cell(r, C_UPSTREAM),
-        .risk_class = cell(r, C_CLASS),
-        .decision = cell(r, C_DECISION),
-        .rule = cell(r, C_RULE),
-        .reason = cell(r, C_REASON),
-        .approval_id = cell(r, C_APPROVAL_ID),
-        .result_is_error = PQgetisnull(r, 0, C_RESULT_IS_ERROR)
+        .id = cell(r, SG_AUDIT_COL_ID),
+        .tenant = cell(r, SG_AUDIT_COL_TENANT),
+        .identity = cell(r, SG_AUDIT_COL_IDENTITY),
+        .session = cell(r, SG_AUDIT_COL_SESSION),
+        .replica = cell(r, SG_AUDIT_COL_REPLICA),
+        .request_id = cell(r, SG_AUDIT_COL_REQUEST_ID),
+        .method = cell(r, SG_AUDIT_COL_METHOD),
+        .tool = cell(r, SG_AUDIT_COL_TOOL),
+        .upstream = cell(r, SG_AUDIT_COL_UPSTREAM),
+        .risk_class = cell(r, SG_AUDIT_COL_CLASS),
+        .decision = cell(r, SG_AUDIT_COL_DECISION),
+        .rule = cell(r, SG_AUDIT_COL_RULE),
+        .reason = cell(r, SG_AUDIT_COL_REASON),
+        .approval_id = cell(r, SG_AUDIT_COL_APPROVAL_ID),
+        .result_is_error = PQgetisnull(r, 0, SG_AUDIT_COL_RESULT_IS_ERROR)
                                    ? -1
-                                   : (PQgetvalue(r, 0, C_RESULT_IS_ERROR)[0] == 't'),
+                                   : (PQgetvalue(r, 0, SG_AUDIT_COL_RESULT_IS_ERROR)[0] == 't'),
     };
-    cell_int(r, C_TS, &row.ts_us);
-    row.has_result_size = cell_int(r, C_RESULT_SIZE, &row.result_size);
-    row.has_gate_latency = cell_int(r, C_GATE_LATENCY, &row.gate_latency_us);
-    row.has_upstream_latency = cell_int(r, C_UPSTREAM_LATENCY, &row.upstream_latency_us);
-    if (!json_cell(r, C_ARGUMENTS, &w->args, &row.arguments) ||
-        !json_cell(r, C_FINDINGS, &w->findings, &row.findings)) {
+    cell_int(r, SG_AUDIT_COL_TS, &row.ts_us);
+    row.has_result_size = cell_int(r, SG_AUDIT_COL_RESULT_SIZE, &row.result_size);
+    row.has_gate_latency = cell_int(r, SG_AUDIT_COL_GATE_LATENCY, &row.gate_latency_us);
+    row.has_upstream_latency = cell_int(r, SG_AUDIT_COL_UPSTREAM_LATENCY, &row.upstream_latency_us);
+    if (!json_cell(r, SG_AUDIT_COL_ARGUMENTS, &w->args, &row.arguments) ||
+        !json_cell(r, SG_AUDIT_COL_FINDINGS, &w->findings, &row.findings)) {
         return false;
     }
     sg_buf_reset(&w->head);
     sg_audit_row_write(&w->head, &row);
-    sg_buf_printf(&w->head, ",\"seq\":%s", PQgetvalue(r, 0, C_SEQ));
-    sg_audit_chain_hash(PQgetvalue(r, 0, C_PREV_HASH), w->head.data, w->head.len, hash);
+    sg_buf_printf(&w->head, ",\"seq\":%s", PQgetvalue(r, 0, SG_AUDIT_COL_SEQ));
+    sg_audit_chain_hash(PQgetvalue(r, 0, SG_AUDIT_COL_PREV_HASH), w->head.data, w->head.len, hash);
     return true;
 }
 
-static void report_break(walk_t *w, const PGresult *r, const char *what)
+static void report_break(sg_audit_walk_t *w, const PGresult *r, const char *what)
 {
     char ts[SG_AUDIT_TS_LEN + 1];
     int64_t us = 0;
-    cell_int(r, C_TS, &us);
+    cell_int(r, SG_AUDIT_COL_TS, &us);
     sg_audit_format_ts(us, ts);
     fprintf(w->out, "replica %s: BROKEN at seq %s (id %s, ts %s): %s\n", w->replica,
-            PQgetvalue(r, 0, C_SEQ), PQgetvalue(r, 0, C_ID), ts, what);
+            PQgetvalue(r, 0, SG_AUDIT_COL_SEQ), PQgetvalue(r, 0, SG_AUDIT_COL_ID), ts, what);
     w->broken = true;
 }
 
 /* Checks one row against the previous one; false once the chain is broken. */
-static bool check_row(walk_t *w, const PGresult *r)
+static bool check_row(sg_audit_walk_t *w, const PGresult *r)
 {
     char msg[160], hash[SG_AUDIT_HASH_LEN + 1];
-    uint64_t seq = strtoull(PQgetvalue(r, 0, C_SEQ), NULL, 10);
-    const char *prev_hash = PQgetvalue(r, 0, C_PREV_HASH);
+    uint64_t seq = strtoull(PQgetvalue(r, 0, SG_AUDIT_COL_SEQ), NULL, 10);
+    const char *prev_hash = PQgetvalue(r, 0, SG_AUDIT_COL_PREV_HASH);
     if (!w->have_prev && w->start > 1 && seq == w->start - 1) {
         /* the anchor before the range: only its hash is used, to check the first link */
         w->have_prev = true;
         w->prev_seq = seq;
-        snprintf(w->prev_hash, sizeof(w->prev_hash), "%s", PQgetvalue(r, 0, C_HASH));
+        snprintf(w->prev_hash, sizeof(w->prev_hash), "%s", PQgetvalue(r, 0, SG_AUDIT_COL_HASH));
         return true;
     }
-    if (w->have_prev && seq != w->prev_seq + 1) {
+    uint64_t expected = w->prev_seq + 1, last_missing = seq - 1;
+    if (w->have_prev && seq != expected) {
         if (seq == w->prev_seq) {
             snprintf(msg, sizeof(msg), "duplicate seq (two rows claim seq %llu)",
                      (unsigned long long)seq);
         } else {
             snprintf(msg, sizeof(msg), "gap in seq: %llu..%llu missing",
-                     (unsigned long long)(w->prev_seq + 1), (unsigned long long)(seq - 1));
+                     (unsigned long long)expected, (unsigned long long)last_missing);
         }
         report_break(w, r, msg);
         return false;
     }
-    if (!content_hash(w, r, hash) || strcmp(hash, PQgetvalue(r, 0, C_HASH)) != 0) {
+    if (!content_hash(w, r, hash) || strcmp(hash, PQgetvalue(r, 0, SG_AUDIT_COL_HASH)) != 0) {
         report_break(w, r, "content hash mismatch (the row was changed after it was written)");
         return false;
     }
@@ -221,12 +222,12 @@ static bool check_row(walk_t *w, const PGresult *r)
     }
     w->have_prev = true;
     w->prev_seq = seq;
-    snprintf(w->prev_hash, sizeof(w->prev_hash), "%s", PQgetvalue(r, 0, C_HASH));
+    snprintf(w->prev_hash, sizeof(w->prev_hash), "%s", PQgetvalue(r, 0, SG_AUDIT_COL_HASH));
     w->checked++;
     return true;
 }
 
-static int walk_replica(PGconn *c, walk_t *w, sg_error_t *err)
+static int walk_replica(PGconn *c, sg_audit_walk_t *w, sg_error_t *err)
 {
     char from[24];
     snprintf(from, sizeof(from), "%llu",
@@ -240,7 +241,8 @@ static int walk_replica(PGconn *c, walk_t *w, sg_error_t *err)
     PGresult *r;
     while ((r = PQgetResult(c)) != NULL) {
         ExecStatusType st = PQresultStatus(r);
-        if (st == PGRES_SINGLE_TUPLE && rc == SG_OK && !w->broken && PQnfields(r) == C_COUNT) {
+        if (st == PGRES_SINGLE_TUPLE && rc == SG_OK && !w->broken &&
+            PQnfields(r) == SG_AUDIT_COL_COUNT) {
             check_row(w, r);
         } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && rc == SG_OK) {
             rc = backend_error(c, r, err, "reading audit_events failed");
@@ -327,14 +329,14 @@ static int verify_all(PGconn *c, const char *tenant, const char *since, FILE *ou
     }
     int nrep = PQntuples(reps), nbroken = 0, rc = SG_OK;
     uint64_t total = 0;
-    walk_t w = { .out = out };
+    sg_audit_walk_t w = { .out = out };
     for (int i = 0; i < nrep && rc == SG_OK; i++) {
         sg_buf_t head = w.head, args = w.args, findings = w.findings;
-        w = (walk_t){ .out = out,
-                      .replica = PQgetvalue(reps, i, 0),
-                      .head = head,
-                      .args = args,
-                      .findings = findings };
+        w = (sg_audit_walk_t){ .out = out,
+                               .replica = PQgetvalue(reps, i, 0),
+                               .head = head,
+                               .args = args,
+                               .findings = findings };
         if (!start_seq(c, w.replica, tenant, since, &w.start)) {
             continue;
         }
