@@ -228,7 +228,8 @@ static int parse_upstream(sg_str_t raw, sg_upstream_cfg_t *u, size_t i, sg_error
             (sg_json_int64(t, &timeout) != SG_OK || timeout < 100 || timeout > 3600000)) {
         rc = sg_error_set(err, SG_EPARAMS, "%s/timeout_ms: 100..3600000", where);
     }
-    u->timeout_ms = (uint64_t)timeout;
+    /* rounded up to 100 ms: each distinct duration costs the event loop one timer queue */
+    u->timeout_ms = ((uint64_t)timeout + 99) / 100 * 100;
     u->fingerprint = sg_xcalloc(1, 65);
     sg_sha256_hex(raw.ptr, raw.len, u->fingerprint);
     return rc;

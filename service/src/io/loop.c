@@ -10,13 +10,17 @@
 
 #include "base/mem.h"
 
+/* One h2o timeout queue per distinct duration; allocated one by one because h2o links
+ * entries to the queue itself, so a queue must never move. */
+typedef struct queue {
+    uint64_t ms;
+    h2o_timeout_t queue;
+} queue_t;
+
 struct sg_loop {
     h2o_evloop_t *evloop;
     size_t nqueues;
-    struct {
-        uint64_t ms;
-        h2o_timeout_t queue;
-    } queues[SG_LOOP_MAX_QUEUES];
+    queue_t **queues;
 };
 
 sg_loop_t *sg_loop_new(void)
@@ -33,16 +37,20 @@ void sg_loop_free(sg_loop_t *loop)
     }
     for (size_t i = 0; i < loop->nqueues; i++) {
         /* entries still linked are a bug of their owner; unlink to keep h2o's assert happy */
-        while (!h2o_linklist_is_empty(&loop->queues[i].queue._entries)) {
+        while (!h2o_linklist_is_empty(&loop->queues[i]->queue._entries)) {
             h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(
-                    h2o_timeout_entry_t, _link, loop->queues[i].queue._entries.next);
+                    h2o_timeout_entry_t, _link, loop->queues[i]->queue._entries.next);
             h2o_timeout_unlink(e);
         }
-        h2o_timeout_dispose(loop->evloop, &loop->queues[i].queue);
+        h2o_timeout_dispose(loop->evloop, &loop->queues[i]->queue);
     }
     /* let h2o free sockets disposed during the last iteration */
     h2o_evloop_run(loop->evloop, 0);
     h2o_evloop_destroy(loop->evloop);
+    for (size_t i = 0; i < loop->nqueues; i++) {
+        free(loop->queues[i]);
+    }
+    free(loop->queues);
     free(loop);
 }
 
@@ -64,15 +72,16 @@ uint64_t sg_loop_now(sg_loop_t *loop)
 h2o_timeout_t *sg_loop_timeout_queue(sg_loop_t *loop, uint64_t ms)
 {
     for (size_t i = 0; i < loop->nqueues; i++) {
-        if (loop->queues[i].ms == ms) {
-            return &loop->queues[i].queue;
+        if (loop->queues[i]->ms == ms) {
+            return &loop->queues[i]->queue;
         }
     }
-    SG_BUG_ON(loop->nqueues == SG_LOOP_MAX_QUEUES);
-    size_t i = loop->nqueues++;
-    loop->queues[i].ms = ms;
-    h2o_timeout_init(loop->evloop, &loop->queues[i].queue, ms);
-    return &loop->queues[i].queue;
+    loop->queues = sg_xrealloc(loop->queues, (loop->nqueues + 1) * sizeof(*loop->queues));
+    queue_t *q = sg_xcalloc(1, sizeof(*q));
+    q->ms = ms;
+    h2o_timeout_init(loop->evloop, &q->queue, ms);
+    loop->queues[loop->nqueues++] = q;
+    return &q->queue;
 }
 
 /* ---- timers ---- */

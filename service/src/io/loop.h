@@ -28,11 +28,11 @@ int sg_loop_run_once(sg_loop_t *loop, int32_t max_wait_ms);
 uint64_t sg_loop_now(sg_loop_t *loop);
 /*
  * The timeout queue for a duration in milliseconds, created on first use and
- * owned by the loop (h2o needs one queue per distinct duration). At most
- * SG_LOOP_MAX_QUEUES distinct durations exist; more is a bug.
+ * owned by the loop (h2o needs one queue per distinct duration, and walks every
+ * queue on each turn: callers keep the number of distinct durations small, e.g.
+ * by rounding configured timeouts).
  */
 h2o_timeout_t *sg_loop_timeout_queue(sg_loop_t *loop, uint64_t ms);
-#define SG_LOOP_MAX_QUEUES 64
 
 /* ---- timers ---- */
 

@@ -249,22 +249,22 @@ static int verify(const char *url, const char *tenant, const char *since, char *
 
 /* ---- writer plumbing ---- */
 
-typedef struct fixture {
+typedef struct sg_test_fixture {
     sg_loop_t *loop;
     sg_pg_t *pg;
     sg_audit_t *audit;
     char spool[128];
-} fixture_t;
+} sg_test_fixture_t;
 
 static void spool_dir(const char *name, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/spool-%s", cluster.dir, name);
 }
 
-static fixture_t *fixture_new(const char *url, const char *replica, const char *spool,
-                              const sg_audit_options_t *opts)
+static sg_test_fixture_t *fixture_new(const char *url, const char *replica, const char *spool,
+                                      const sg_audit_options_t *opts)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
+    sg_test_fixture_t *f = calloc(1, sizeof(*f));
     f->loop = sg_loop_new();
     f->pg = sg_pg_new(f->loop, url, 4);
     snprintf(f->spool, sizeof(f->spool), "%s", spool);
@@ -277,7 +277,7 @@ static fixture_t *fixture_new(const char *url, const char *replica, const char *
     return f;
 }
 
-static void fixture_free(fixture_t *f)
+static void fixture_free(sg_test_fixture_t *f)
 {
     sg_audit_free(f->audit);
     sg_pg_free(f->pg);
@@ -285,7 +285,7 @@ static void fixture_free(fixture_t *f)
     free(f);
 }
 
-static bool run_until_idle(fixture_t *f, uint64_t max_ms)
+static bool run_until_idle(sg_test_fixture_t *f, uint64_t max_ms)
 {
     uint64_t end = sg_clock_now_ms() + max_ms;
     while (!sg_audit_is_idle(f->audit)) {
@@ -306,39 +306,39 @@ static void run_for(sg_loop_t *loop, uint64_t ms)
 }
 
 /* Durable callback bookkeeping: one counter per event, plus the last status. */
-typedef struct tracker {
+typedef struct sg_test_tracker {
     int *calls;
     int *status;
     int fired;
     int inside_submit; /* callbacks that ran inside sg_audit_submit: must stay 0 */
-} tracker_t;
+} sg_test_tracker_t;
 
-static tracker_t tracker;
+static sg_test_tracker_t tracker;
 static bool in_submit;
 
-typedef struct slot {
-    tracker_t *t;
+typedef struct sg_test_slot {
+    sg_test_tracker_t *t;
     int i;
-} slot_t;
+} sg_test_slot_t;
 
-static slot_t *slots;
+static sg_test_slot_t *slots;
 
 static void tracker_init(int n)
 {
     free(tracker.calls);
     free(tracker.status);
     free(slots);
-    tracker = (tracker_t){ .calls = calloc((size_t)n, sizeof(int)),
-                           .status = calloc((size_t)n, sizeof(int)) };
+    tracker = (sg_test_tracker_t){ .calls = calloc((size_t)n, sizeof(int)),
+                                   .status = calloc((size_t)n, sizeof(int)) };
     slots = calloc((size_t)n, sizeof(*slots));
     for (int i = 0; i < n; i++) {
-        slots[i] = (slot_t){ &tracker, i };
+        slots[i] = (sg_test_slot_t){ &tracker, i };
     }
 }
 
 static void on_durable(void *data, int status)
 {
-    slot_t *s = data;
+    sg_test_slot_t *s = data;
     s->t->calls[s->i]++;
     s->t->status[s->i] = status;
     s->t->fired++;
@@ -346,11 +346,11 @@ static void on_durable(void *data, int status)
 }
 
 /* Event i: varied fields, tricky JSON (jsonb must not break the chain), odd text. */
-typedef struct ev_store {
+typedef struct sg_test_ev_store {
     char tenant[32], tool[32], req[32], args[256], reason[64];
-} ev_store_t;
+} sg_test_ev_store_t;
 
-static void make_event(int i, ev_store_t *s, sg_audit_event_t *ev)
+static void make_event(int i, sg_test_ev_store_t *s, sg_audit_event_t *ev)
 {
     snprintf(s->tenant, sizeof(s->tenant), "tenant-%d", i % 3);
     snprintf(s->tool, sizeof(s->tool), i % 97 == 0 ? "fs__r\xff\xfe" : "fs__read_%d", i % 7);
@@ -404,7 +404,7 @@ static int submit_range(sg_audit_t *a, int first, int n, bool cb)
 {
     int ok = 0;
     for (int i = first; i < first + n; i++) {
-        ev_store_t s;
+        sg_test_ev_store_t s;
         sg_audit_event_t ev;
         make_event(i, &s, &ev);
         in_submit = true;
@@ -474,7 +474,7 @@ static void writes_10000_events_once_in_order_and_verifies(void **state)
     char url[200], spool[128], report[4096];
     fresh_db("a_bulk", url, sizeof(url));
     spool_dir("bulk", spool, sizeof(spool));
-    fixture_t *f = fixture_new(url, "r-bulk", spool, NULL);
+    sg_test_fixture_t *f = fixture_new(url, "r-bulk", spool, NULL);
     uint64_t t0 = sg_clock_now_us();
     assert_int_equal(submit_range(f->audit, 0, NBULK, false), NBULK);
     assert_true(run_until_idle(f, 60000));
@@ -514,7 +514,7 @@ static void survives_postgres_stopping_mid_stream(void **state)
     fresh_db("a_restart", url, sizeof(url));
     spool_dir("restart", spool, sizeof(spool));
     sg_audit_options_t o = { .write_timeout_ms = 1000 };
-    fixture_t *f = fixture_new(url, "r-restart", spool, &o);
+    sg_test_fixture_t *f = fixture_new(url, "r-restart", spool, &o);
     tracker_init(2 * NRESTART);
     for (int i = 0; i < NRESTART; i += 100) {
         assert_int_equal(submit_range(f->audit, i, 100, true), 100);
@@ -546,7 +546,7 @@ static void survives_postgres_stopping_mid_stream(void **state)
         assert_int_equal(tracker.status[i], SG_OK);
     }
     assert_int_equal(tracker.inside_submit, 0);
-    assert_rows("a_restart", "r-restart", 2 * NRESTART);
+    assert_rows("a_restart", "r-restart", 2L * NRESTART);
     /* order kept: seq follows submission order */
     assert_int_equal(sql_long("a_restart", "SELECT count(*) FROM audit_events WHERE request_id <> "
                                            "'req-' || (seq - 1)"),
@@ -565,7 +565,7 @@ static void replays_a_spool_left_by_a_previous_process_once(void **state)
 
     /* the "previous process": PostgreSQL unreachable all along, so everything spools */
     sg_audit_options_t o = { .write_timeout_ms = 300, .chain_lookup_ms = 300, .drain_ms = 200 };
-    fixture_t *prev = fixture_new(dead, "r-spool", spool, &o);
+    sg_test_fixture_t *prev = fixture_new(dead, "r-spool", spool, &o);
     tracker_init(NSPOOL + 20);
     assert_int_equal(submit_range(prev->audit, 0, NSPOOL, true), NSPOOL);
     uint64_t end = sg_clock_now_ms() + 20000;
@@ -588,7 +588,7 @@ static void replays_a_spool_left_by_a_previous_process_once(void **state)
     fputs("{\"id\":\"torn", fp);
     fclose(fp);
 
-    fixture_t *f = fixture_new(url, "r-spool", spool, NULL);
+    sg_test_fixture_t *f = fixture_new(url, "r-spool", spool, NULL);
     assert_true(run_until_idle(f, 30000));
     sg_audit_get_stats(f->audit, &st);
     assert_int_equal(st.replayed, NSPOOL);
@@ -621,7 +621,7 @@ static void durable_callbacks_fire_once_after_commit(void **state)
     char url[200], spool[128];
     fresh_db("a_sync", url, sizeof(url));
     spool_dir("sync", spool, sizeof(spool));
-    fixture_t *f = fixture_new(url, "r-sync", spool, NULL);
+    sg_test_fixture_t *f = fixture_new(url, "r-sync", spool, NULL);
     tracker_init(NSYNC);
     uint64_t t0 = sg_clock_now_us();
     for (int i = 0; i < NSYNC; i += 10) { /* ten concurrent "calls" per loop turn */
@@ -656,7 +656,7 @@ static void verify_names_changed_and_missing_rows(void **state)
     static const char *const replicas[] = { "r-upd", "r-del", "r-dup", "r-link" };
     for (size_t r = 0; r < SG_ARRAY_LEN(replicas); r++) {
         spool_dir(replicas[r], spool, sizeof(spool));
-        fixture_t *f = fixture_new(url, replicas[r], spool, NULL);
+        sg_test_fixture_t *f = fixture_new(url, replicas[r], spool, NULL);
         assert_int_equal(submit_range(f->audit, 0, 100, false), 100);
         assert_true(run_until_idle(f, 10000));
         fixture_free(f);
@@ -686,7 +686,7 @@ static void verify_names_changed_and_missing_rows(void **state)
     assert_non_null(strstr(report, "replica r-link: BROKEN at seq 70"));
     assert_non_null(strstr(report, "4 broken"));
     /* from row 71 on, row 70 is only the anchor: its altered hash breaks the link */
-    sg_audit_format_ts(BASE_TS_US + 70 * 1000, since);
+    sg_audit_format_ts(BASE_TS_US + INT64_C(70000), since);
     assert_int_equal(verify(url, "tenant-1", since, report, sizeof(report)), SG_EINVAL);
     assert_non_null(strstr(report, "replica r-link: BROKEN at seq 71"));
     assert_non_null(strstr(report, "prev_hash mismatch"));
@@ -706,7 +706,7 @@ static void refuses_when_full_and_counts_the_loss(void **state)
     fresh_db("a_full", url, sizeof(url));
     spool_dir("full", spool, sizeof(spool));
     sg_audit_options_t o = { .max_queue = 50, .batch_max = 10 };
-    fixture_t *f = fixture_new(url, "r-full", spool, &o);
+    sg_test_fixture_t *f = fixture_new(url, "r-full", spool, &o);
     assert_int_equal(submit_range(f->audit, 0, 60, false), 50); /* no loop turn in between */
     sg_audit_stats_t st;
     sg_audit_get_stats(f->audit, &st);
@@ -756,7 +756,7 @@ static void free_drains_what_is_queued(void **state)
     char url[200], spool[128];
     fresh_db("a_drain", url, sizeof(url));
     spool_dir("drain", spool, sizeof(spool));
-    fixture_t *f = fixture_new(url, "r-drain", spool, NULL);
+    sg_test_fixture_t *f = fixture_new(url, "r-drain", spool, NULL);
     assert_int_equal(submit_range(f->audit, 0, 1234, false), 1234);
     fixture_free(f); /* not one loop turn before */
     assert_rows("a_drain", "r-drain", 1234);
@@ -766,7 +766,7 @@ static void free_drains_what_is_queued(void **state)
     assert_int_equal(stat(path, &sb), 0);
     assert_int_equal(sb.st_size, 0);
     /* a second writer on the same spool directory is refused while the first holds it */
-    fixture_t *g = fixture_new(url, "r-drain", spool, NULL);
+    sg_test_fixture_t *g = fixture_new(url, "r-drain", spool, NULL);
     sg_pg_t *pg = sg_pg_new(g->loop, url, 1);
     sg_error_t err = { 0 };
     assert_null(sg_audit_new(g->loop, pg, "r-drain", spool, NULL, &err));
@@ -822,18 +822,19 @@ static void bench_throughput(void **state)
     const char *n_env = getenv("SG_AUDIT_BENCH");
     if (n_env == NULL) {
         skip();
+        return;
     }
-    int n = atoi(n_env);
+    int n = (int)strtol(n_env, NULL, 10);
     const char *inflight = getenv("SG_AUDIT_BENCH_INFLIGHT");
     const char *batch = getenv("SG_AUDIT_BENCH_BATCH");
     sg_audit_options_t o = {
-        .max_inflight = inflight != NULL ? (size_t)atoi(inflight) : 0,
-        .batch_max = batch != NULL ? (size_t)atoi(batch) : 0,
+        .max_inflight = inflight != NULL ? strtoul(inflight, NULL, 10) : 2,
+        .batch_max = batch != NULL ? strtoul(batch, NULL, 10) : 500,
     };
     char url[200], spool[128];
     fresh_db("a_bench", url, sizeof(url));
     spool_dir("bench", spool, sizeof(spool));
-    fixture_t *f = fixture_new(url, "r-bench", spool, &o);
+    sg_test_fixture_t *f = fixture_new(url, "r-bench", spool, &o);
     assert_true(run_until_idle(f, 10000));
     uint64_t t0 = sg_clock_now_us(), submit_us = 0, cpu0 = thread_cpu_us();
     int submitted = 0;
@@ -854,8 +855,7 @@ static void bench_throughput(void **state)
     printf("audit bench: %d events into PostgreSQL in %.3f s = %.0f events/s (loop thread CPU "
            "%.1f us/event, of which submit %.1f; batch %zu, inflight %zu)\n",
            n, (double)us / 1e6, n * 1e6 / (double)us, (double)cpu / n, (double)submit_us / n,
-           batch != NULL ? (size_t)atoi(batch) : 500,
-           inflight != NULL ? (size_t)atoi(inflight) : 2);
+           o.batch_max, o.max_inflight);
     assert_rows("a_bench", "r-bench", n);
     fixture_free(f);
 }
