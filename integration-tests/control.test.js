@@ -285,8 +285,15 @@ test('1. bootstrap: the SDK client works with the returned key on both replicas 
         // the gate's side alone: a raw initialize with the key, every 5 ms
         accepted = Promise.all(
             [gateA, gateB].map(async (g) => {
+                const tr = [];
                 for (let i = 0; i < 2000 && Date.now() - answeredAt < 10000; i++) {
-                    if ((await keyStatus(g, acmeKey1)) === 200) return Date.now() - answeredAt;
+                    const s0 = Date.now();
+                    const st = await keyStatus(g, acmeKey1);
+                    tr.push([s0 - answeredAt, st, Date.now() - s0]);
+                    if (st === 200) {
+                        t.diagnostic(`raw initialize probes on ${g.url} [sent at ms, status, took ms]: ${JSON.stringify(tr)}`);
+                        return Date.now() - answeredAt;
+                    }
                     await sleep(5);
                 }
                 return null;

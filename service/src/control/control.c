@@ -19,6 +19,7 @@
 #include "core/session_token.h"
 #include "io/http_reply.h"
 #include "store/admin_store.h"
+#include "store/audit_query.h"
 #include "store/tenant_store.h"
 
 #define API_PREFIX "/admin/api/v1"
@@ -40,6 +41,7 @@ static const route_t routes[] = {
     { "POST", "/tenants/{t}/identities/{name}/keys", sg_api_key_rotate },
     { "DELETE", "/tenants/{t}/identities/{name}/keys/{id}", sg_api_key_delete },
     { "POST", "/tenants/{t}/policy/evaluate", sg_api_policy_evaluate },
+    { "GET", "/audit", sg_api_audit_query },
 };
 
 /* ---- helpers ---- */
@@ -205,6 +207,7 @@ sg_control_t *sg_control_new(sg_runtime_t *rt, sg_error_t *err)
     c->log = (sg_log_ctx_t){ .component = "control" };
     sg_admin_store_prepare(c->pg);
     sg_tenant_store_prepare(c->pg);
+    sg_audit_query_prepare(c->pg);
     sg_http_server_route(sg_runtime_http(rt), API_PREFIX, on_admin_api, c);
     c->recovery = sg_recovery_new(sg_runtime_loop(rt), c->redis, c->pg,
             (uint64_t)sg_runtime_settings(rt)->recovery_interval_ms);

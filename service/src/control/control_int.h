@@ -51,5 +51,6 @@ void sg_api_tenant_delete(sg_control_t *c, h2o_req_t *req, const sg_api_params_t
 void sg_api_key_rotate(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
 void sg_api_key_delete(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
 void sg_api_policy_evaluate(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
+void sg_api_audit_query(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p);
 
 #endif

@@ -615,6 +615,55 @@ static void replays_a_spool_left_by_a_previous_process_once(void **state)
     assert_non_null(strstr(report, "seq 1..320"));
 }
 
+/* A "previous process" that never reaches PostgreSQL: n events from first end up in the spool. */
+static void spool_offline(const char *spool, const char *replica, int first, int n)
+{
+    char dead[200];
+    snprintf(dead, sizeof(dead), "postgresql://postgres@127.0.0.1:%d/none", free_port());
+    sg_audit_options_t o = { .write_timeout_ms = 300, .chain_lookup_ms = 300, .drain_ms = 200 };
+    sg_test_fixture_t *f = fixture_new(dead, replica, spool, &o);
+    assert_int_equal(submit_range(f->audit, first, n, false), n);
+    fixture_free(f); /* drains into the spool */
+}
+
+static void sets_aside_spooled_lines_postgres_refuses(void **state)
+{
+    (void)state;
+    char url[200], spool[128], path[256], report[4096];
+    fresh_db("a_reject", url, sizeof(url));
+    spool_dir("reject", spool, sizeof(spool));
+    spool_offline(spool, "r-rej", 0, 100);
+    snprintf(path, sizeof(path), "%s/audit.spool", spool);
+    FILE *fp = fopen(path, "a");
+    assert_non_null(fp);
+    fputs("{\"id\":\"bad\",\"ts\":\"not a time\",\"replica\":\"r-other\","
+          "\"decision\":\"allow\",\"seq\":1,\"prev_hash\":\"\",\"hash\":\"\"}\n",
+          fp);
+    fputs("this is not JSON\n", fp);
+    fclose(fp);
+    spool_offline(spool, "r-rej", 100, 100); /* continues the chain past the bad lines */
+    sg_test_fixture_t *f = fixture_new(url, "r-rej", spool, NULL);
+    assert_true(run_until_idle(f, 30000));
+    sg_audit_stats_t st;
+    sg_audit_get_stats(f->audit, &st);
+    assert_int_equal(st.replayed, 200);
+    assert_int_equal(st.quarantined, 2);
+    fixture_free(f);
+    assert_rows("a_reject", "r-rej", 200);
+    assert_int_equal(sql_long("a_reject", "SELECT count(*) FROM audit_events"), 200);
+    snprintf(path, sizeof(path), "%s/audit.rejected", spool);
+    fp = fopen(path, "r");
+    assert_non_null(fp);
+    char line[512];
+    int lines = 0;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        lines++;
+    }
+    fclose(fp);
+    assert_int_equal(lines, 2);
+    assert_int_equal(verify(url, NULL, NULL, report, sizeof(report)), SG_OK);
+}
+
 static void durable_callbacks_fire_once_after_commit(void **state)
 {
     (void)state;
@@ -867,6 +916,7 @@ int main(void)
         cmocka_unit_test(writes_10000_events_once_in_order_and_verifies),
         cmocka_unit_test(survives_postgres_stopping_mid_stream),
         cmocka_unit_test(replays_a_spool_left_by_a_previous_process_once),
+        cmocka_unit_test(sets_aside_spooled_lines_postgres_refuses),
         cmocka_unit_test(durable_callbacks_fire_once_after_commit),
         cmocka_unit_test(verify_names_changed_and_missing_rows),
         cmocka_unit_test(refuses_when_full_and_counts_the_loss),
