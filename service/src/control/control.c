@@ -104,15 +104,22 @@ bool sg_api_body_object(h2o_req_t *req, sg_str_t *body)
         return false;
     }
     sg_error_t err = { 0 };
+    const char *problem = NULL;
     if (sg_json_validate(req->entity.base, req->entity.len, SG_JSON_MAX_DEPTH, &err) != SG_OK) {
-        sg_api_error(req, 400, err.msg);
+        problem = err.msg;
+    } else if (sg_json_type(sg_str_n(req->entity.base, req->entity.len)) != SG_JSON_OBJECT) {
+        problem = "body must be a JSON object";
+    }
+    if (problem != NULL) {
+        sg_buf_t list = SG_BUF_INIT;
+        sg_buf_append_char(&list, '[');
+        sg_api_problem(&list, "", problem);
+        sg_buf_append_char(&list, ']');
+        sg_api_problems(req, sg_buf_str(&list));
+        sg_buf_dispose(&list);
         return false;
     }
     *body = (sg_str_t){ req->entity.base, req->entity.len };
-    if (sg_json_type(*body) != SG_JSON_OBJECT) {
-        sg_api_error(req, 400, "body must be a JSON object");
-        return false;
-    }
     return true;
 }
 

@@ -208,6 +208,8 @@ bool sg_http_server_close_idle(sg_http_server_t *s)
     h2o_timeout_run(loop, &s->ctx.http1.req_timeout, UINT64_MAX);
     h2o_timeout_run(loop, &s->ctx.http2.idle_timeout, UINT64_MAX);
     h2o_timeout_run(loop, &s->ctx.handshake_timeout, UINT64_MAX);
+    /* HTTP/2's graceful shutdown waits a second before its final GOAWAY: do it now */
+    h2o_timeout_run(loop, &s->ctx.one_sec_timeout, UINT64_MAX);
     h2o_timeout_t *all[] = { &s->ctx.zero_timeout, &s->ctx.one_sec_timeout,
         &s->ctx.hundred_ms_timeout, &s->ctx.handshake_timeout, &s->ctx.http1.req_timeout,
         &s->ctx.http2.idle_timeout, &s->ctx.http2.graceful_shutdown_timeout };

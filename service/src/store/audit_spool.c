@@ -184,18 +184,28 @@ static bool take_lines(sg_audit_spool_t *s, sg_audit_job_t *job, const sg_buf_t 
             return false;
         }
         size_t len = (size_t)(nl - line);
-        if (line_ok(line, len)) {
+        if (len > 0 && !line_ok(line, len)) {
+            /*
+             * A bad line is set aside only when it comes first: a read whose
+             * lines fail to insert is read again, and must not set it aside twice.
+             */
             if (job->nlines > 0) {
-                sg_buf_append_char(&job->data, ',');
+                return true;
             }
-            sg_buf_append(&job->data, line, len);
-            job->nlines++;
-        } else if (len > 0) {
             if (append_rejected(s, line, len) != SG_OK) {
                 job->status = SG_EIO;
                 return true;
             }
             job->nbad++;
+            job->consumed += len + 1;
+            return true;
+        }
+        if (len > 0) {
+            if (job->nlines > 0) {
+                sg_buf_append_char(&job->data, ',');
+            }
+            sg_buf_append(&job->data, line, len);
+            job->nlines++;
         }
         *pos += len + 1;
         job->consumed += len + 1;
@@ -222,14 +232,13 @@ static void run_read(sg_audit_spool_t *s, sg_audit_job_t *job)
         sg_buf_consume(&raw, pos);
         sg_buf_compact(&raw);
         pos = 0;
-        if (raw.len > MAX_LINE) { /* no newline for 16 MiB: corruption, set the bytes aside */
-            if (append_rejected(s, raw.data, raw.len) != SG_OK) {
-                job->status = SG_EIO;
-                break;
+        if (raw.len > MAX_LINE) {   /* no newline for 16 MiB: corruption */
+            if (job->nlines == 0) { /* first in line: set the bytes aside (once, see take_lines) */
+                job->status = append_rejected(s, raw.data, raw.len);
+                job->nbad += job->status == SG_OK;
+                job->consumed += job->status == SG_OK ? raw.len : 0;
             }
-            job->nbad++;
-            job->consumed += raw.len;
-            sg_buf_reset(&raw);
+            break;
         }
         size_t want = (size_t)SG_MIN((uint64_t)READ_CHUNK, s->size - next);
         sg_buf_reserve(&raw, want);

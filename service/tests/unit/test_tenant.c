@@ -22,7 +22,9 @@ static const char good[] =
         "\"env\":{\"TOKEN\":\"s3cr3t\"}},"
         "{\"name\":\"docs\",\"prefix\":\"\",\"url\":\"https://docs.example/mcp\","
         "\"headers\":{\"X-Team\":\"a\"},\"timeout_ms\":5000}],"
-        "\"allowed_origins\":[\"https://app.example\"],\"policies\":[{\"anything\":1}]}";
+        "\"allowed_origins\":[\"https://app.example\"],\"audit\":{\"mode\":\"sync\"},"
+        "\"policies\":[{\"name\":\"r1\",\"priority\":1,\"action\":\"allow\","
+        "\"match\":{\"tool\":\"fs__*\"}}]}";
 
 static void parses_the_stored_format(void **state)
 {
@@ -48,6 +50,9 @@ static void parses_the_stored_format(void **state)
     assert_int_equal(docs->timeout_ms, 5000);
     assert_string_not_equal(fs->fingerprint, docs->fingerprint);
     assert_int_equal(t->norigins, 1);
+    assert_true(t->audit_sync);
+    assert_false(t->serve_last_known); /* strict */
+    assert_non_null(t->policy);
     sg_tenant_unref(t);
 }
 
@@ -106,6 +111,9 @@ static void rejects_bad_documents(void **state)
         "{\"tenant\":\"acme\",\"version\":1,\"identities\":[{\"name\":\"a\",\"keys\":[{\"sha256\":\"zz\"}]}]}",
         "{\"tenant\":\"acme\",\"version\":1,\"identities\":[{\"name\":\"a\"},{\"name\":\"a\"}]}",
         "{\"tenant\":\"acme\",\"version\":1,\"identities\":[{\"roles\":[]}]}",
+        "{\"tenant\":\"acme\",\"version\":1,\"policies\":[{\"name\":\"x\",\"action\":\"allow\","
+        "\"match\":{\"tool_regex\":\"(\"}}]}",
+        "{\"tenant\":\"acme\",\"version\":1,\"policies\":[{\"anything\":1}]}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         sg_tenant_t *t = NULL;
