@@ -165,8 +165,9 @@ afterEach(() => {
 /* ---------------------------------------------------------------------------------------- */
 
 test('1. calls through two replicas while PostgreSQL is stopped: rows = calls, chains intact', { timeout: 300000 }, async () => {
+    // (the harness' handle carries its own replicaId; ours is the SG_REPLICA_ID we pass)
     const gates = await Promise.all(
-        ['load-a', 'load-b'].map((id) => startReplica(stack, { env: { SG_REPLICA_ID: id } })),
+        ['load-a', 'load-b'].map(async (id) => Object.assign(await startReplica(stack, { env: { SG_REPLICA_ID: id } }), { replicaId: id })),
     );
     watched.push(...gates.map((g) => [`replica ${g.replicaId}`, g]));
     const sent = new Map(gates.map((g) => [g.replicaId, []])); // request ids answered, per replica

@@ -91,6 +91,7 @@ void sg_exchange_unref(sg_exchange_t *ex)
     sg_buf_dispose(&ex->inflight);
     sg_tenant_unref(ex->snap);
     free((char *)ex->record.tool);
+    free(ex->record.findings);
     free(ex->body);
     if (ex->batch != NULL) {
         sg_http_guard_unref(&ex->batch->guard);

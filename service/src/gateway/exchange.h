@@ -69,6 +69,7 @@ typedef struct sg_call_record {
     size_t result_size;
     char method[48];
     char audit_id[40]; /* the row's id, given to the agent in refusals' data; "" until needed */
+    char *findings;    /* JSON for the row's findings (shadow decisions today); owned */
 } sg_call_record_t;
 
 struct sg_exchange {

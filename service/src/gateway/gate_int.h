@@ -29,6 +29,14 @@ typedef struct sg_gate_tenant {
 
 typedef struct sg_gate_stream sg_gate_stream_t; /* a GET /mcp SSE stream (mcp.c) */
 
+/* Authentication failures per presented-key prefix, for rate-limited audit rows (mcp.c). */
+#define SG_AUTH_AUDIT_SLOTS 64
+typedef struct sg_auth_failures {
+    char prefix[8];
+    uint64_t last_ms;
+    uint64_t count;
+} sg_auth_failures_t;
+
 struct sg_gate {
     sg_runtime_t *rt;
     sg_loop_t *loop;
@@ -58,6 +66,7 @@ struct sg_gate {
     sg_killswitch_t *killswitch;
     struct sg_policy_ctx *policy_ctx; /* evaluation scratch of this loop */
     struct sg_audit *audit;           /* the audit writer of this replica */
+    sg_auth_failures_t auth_failures[SG_AUTH_AUDIT_SLOTS];
     bool draining;
 };
 

@@ -22,14 +22,15 @@
 #include "gateway/gate_int.h"
 #include "gateway/mcp_int.h"
 #include "io/http_reply.h"
+#include "store/audit.h"
 
 static const char *const versions[] = { "2025-11-25", "2025-06-18", "2025-03-26" };
 #define LATEST_VERSION "2025-11-25"
 
 static SG_METRIC_DEFINE(m_requests, SG_METRIC_COUNTER, "sg_mcp_requests_total", NULL,
-        "JSON-RPC messages received on /mcp");
+                        "JSON-RPC messages received on /mcp");
 static SG_METRIC_DEFINE(m_auth_failures, SG_METRIC_COUNTER, "sg_auth_failures_total", NULL,
-        "requests refused for a missing or unknown API key");
+                        "requests refused for a missing or unknown API key");
 
 bool sg_mcp_version_supported(sg_str_t v)
 {
@@ -54,7 +55,7 @@ void sg_mcp_reply_error(h2o_req_t *req, int status, sg_str_t id, int code, const
 static void reply_sg_error(h2o_req_t *req, int err, sg_str_t id, const char *message)
 {
     sg_mcp_reply_error(req, sg_err_http_status(err), id, sg_err_jsonrpc_code(err),
-            message != NULL ? message : sg_err_message(err));
+                       message != NULL ? message : sg_err_message(err));
 }
 
 static void base_url(h2o_req_t *req, sg_buf_t *out)
@@ -73,9 +74,64 @@ static void base_url(h2o_req_t *req, sg_buf_t *out)
     for (size_t i = 0; i < host.len && i < 255; i++) {
         char c = host.ptr[i];
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '.' || c == '-' || c == ':' || c == '[' || c == ']') {
+            c == '.' || c == '-' || c == ':' || c == '[' || c == ']') {
             sg_buf_append_char(out, c);
         }
+    }
+}
+
+/*
+ * Authentication failures are audited per key prefix (the first characters of the presented
+ * key, never the key), at most one row per prefix per AUTH_AUDIT_MS with the count since the
+ * last row, so a flood of bad keys cannot flood the audit log.
+ */
+#define AUTH_AUDIT_MS     10000
+#define AUTH_PREFIX_CHARS 6
+
+static void audit_auth_failure(sg_gate_t *gate, h2o_req_t *req)
+{
+    sg_str_t auth = sg_http_header(req, "authorization");
+    char prefix[AUTH_PREFIX_CHARS + 1] = "";
+    if (auth.len > 7 && strncasecmp(auth.ptr, "Bearer ", 7) == 0) {
+        size_t n = SG_MIN(auth.len - 7, (size_t)AUTH_PREFIX_CHARS);
+        for (size_t i = 0; i < n; i++) {
+            char c = auth.ptr[7 + i];
+            prefix[i] = (c >= 0x21 && c <= 0x7e && c != '"' && c != '\\') ? c : '?';
+        }
+        prefix[n] = '\0';
+    }
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = prefix; *p != '\0'; p++) {
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    }
+    sg_auth_failures_t *auth_failures = gate->auth_failures;
+    size_t slot = h % SG_AUTH_AUDIT_SLOTS;
+    uint64_t now = sg_clock_now_ms();
+    if (strcmp(auth_failures[slot].prefix, prefix) != 0) {
+        memcpy(auth_failures[slot].prefix, prefix, sizeof(prefix));
+        auth_failures[slot].last_ms = 0;
+        auth_failures[slot].count = 0;
+    }
+    auth_failures[slot].count++;
+    if (gate->audit == NULL ||
+        (auth_failures[slot].last_ms != 0 && now - auth_failures[slot].last_ms < AUTH_AUDIT_MS)) {
+        return;
+    }
+    char reason[128];
+    snprintf(reason, sizeof(reason),
+             "%s API key with prefix \"%s\" (%llu failures since the "
+             "last row)",
+             prefix[0] == '\0' ? "missing" : "unknown", prefix,
+             (unsigned long long)auth_failures[slot].count);
+    auth_failures[slot].last_ms = now;
+    auth_failures[slot].count = 0;
+    sg_audit_event_t ev = { .decision = SG_STR_LIT("auth_failed"),
+                            .reason = sg_str(reason),
+                            .method = sg_str_n(req->method.base, req->method.len),
+                            .gate_latency_us = -1,
+                            .upstream_latency_us = -1 };
+    if (sg_audit_submit(gate->audit, &ev, NULL, NULL) != SG_OK) {
+        SG_LOG_WARN(&gate->log, "an authentication failure could not be audited");
     }
 }
 
@@ -86,7 +142,7 @@ static void reply_unauthorized(h2o_req_t *req)
     base_url(req, &v);
     sg_buf_append_cstr(&v, "/.well-known/oauth-protected-resource\"");
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-            h2o_strdup(&req->pool, v.data, v.len).base, v.len);
+                   h2o_strdup(&req->pool, v.data, v.len).base, v.len);
     sg_buf_dispose(&v);
     sg_metric_add(&m_auth_failures, 1);
     reply_sg_error(req, SG_EUNAUTH, SG_STR_NULL, "missing or unknown API key");
@@ -101,9 +157,10 @@ int sg_mcp_handle_prm(void *data, h2o_req_t *req)
     sg_buf_append_cstr(&b, "{\"resource\":");
     sg_buf_append_str(&base, SG_STR_LIT("/mcp"));
     sg_json_write_string(&b, base.data, base.len);
-    sg_buf_append_cstr(&b, ",\"authorization_servers\":[],\"bearer_methods_supported\":[\"header\"],"
-                           "\"resource_documentation\":\"API keys are issued by the SentinelGate "
-                           "control plane (POST /admin/api/v1/bootstrap)\"}");
+    sg_buf_append_cstr(&b,
+                       ",\"authorization_servers\":[],\"bearer_methods_supported\":[\"header\"],"
+                       "\"resource_documentation\":\"API keys are issued by the SentinelGate "
+                       "control plane (POST /admin/api/v1/bootstrap)\"}");
     sg_http_reply_json(req, 200, sg_buf_str(&b));
     sg_buf_dispose(&b);
     sg_buf_dispose(&base);
@@ -144,17 +201,17 @@ static bool origin_allowed(const sg_tenant_t *snap, h2o_req_t *req)
 
 /* Verifies the Mcp-Session-Id against the authenticated principal. */
 static int check_session(sg_gate_t *gate, h2o_req_t *req, const sg_gate_tenant_t *t,
-        const sg_identity_t *id, sg_session_claims_t *claims)
+                         const sg_identity_t *id, sg_session_claims_t *claims)
 {
     sg_str_t sid = sg_http_header(req, "mcp-session-id");
     if (sid.len == 0) {
         return SG_EREQUEST;
     }
     if (!gate->have_secret ||
-            sg_session_token_verify(gate->secret, gate->secret_len, sid, sg_clock_wall_ms(),
-                    SG_SESSION_TTL_MS, claims) != SG_OK ||
-            strcmp(claims->tenant, t->name) != 0 || strcmp(claims->identity, id->name) != 0 ||
-            sg_gate_is_revoked(gate, claims->nonce)) {
+        sg_session_token_verify(gate->secret, gate->secret_len, sid, sg_clock_wall_ms(),
+                                SG_SESSION_TTL_MS, claims) != SG_OK ||
+        strcmp(claims->tenant, t->name) != 0 || strcmp(claims->identity, id->name) != 0 ||
+        sg_gate_is_revoked(gate, claims->nonce)) {
         return SG_ESESSION;
     }
     sg_str_t pv = sg_http_header(req, "mcp-protocol-version");
@@ -193,13 +250,14 @@ static void write_capabilities(sg_buf_t *b, const sg_gate_tenant_t *t)
 }
 
 static void handle_initialize(sg_gate_t *gate, h2o_req_t *req, const sg_jsonrpc_msg_t *m,
-        sg_gate_tenant_t *t, const sg_identity_t *id)
+                              sg_gate_tenant_t *t, const sg_identity_t *id)
 {
     sg_str_t requested = SG_STR_NULL;
     sg_str_t plain;
     const char *version = LATEST_VERSION;
-    if (m->params.len != 0 && sg_json_object_get(m->params, "protocolVersion", &requested) == SG_OK &&
-            sg_json_string_plain(requested, &plain) && sg_mcp_version_supported(plain)) {
+    if (m->params.len != 0 &&
+        sg_json_object_get(m->params, "protocolVersion", &requested) == SG_OK &&
+        sg_json_string_plain(requested, &plain) && sg_mcp_version_supported(plain)) {
         for (size_t i = 0; i < SG_ARRAY_LEN(versions); i++) {
             if (sg_str_eq_cstr(plain, versions[i])) {
                 version = versions[i];
@@ -244,11 +302,11 @@ static bool accepts(h2o_req_t *req, const char *type)
 {
     sg_str_t a = sg_http_header(req, "accept");
     return a.len == 0 || memmem(a.ptr, a.len, type, strlen(type)) != NULL ||
-            memmem(a.ptr, a.len, "*/*", 3) != NULL;
+           memmem(a.ptr, a.len, "*/*", 3) != NULL;
 }
 
 static void handle_notification(sg_gate_t *gate, h2o_req_t *req, const sg_jsonrpc_msg_t *m,
-        const sg_session_claims_t *claims)
+                                const sg_session_claims_t *claims)
 {
     if (sg_str_eq_cstr(m->method, "notifications/cancelled") && m->params.len != 0) {
         sg_str_t rid;
@@ -260,13 +318,13 @@ static void handle_notification(sg_gate_t *gate, h2o_req_t *req, const sg_jsonrp
 }
 
 static void dispatch(sg_gate_t *gate, h2o_req_t *req, const sg_jsonrpc_msg_t *m,
-        sg_gate_tenant_t *t, const sg_identity_t *id, char *body, size_t body_len)
+                     sg_gate_tenant_t *t, const sg_identity_t *id, char *body, size_t body_len)
 {
     sg_session_claims_t claims;
     int rc = check_session(gate, req, t, id, &claims);
     if (rc != SG_OK) {
         reply_sg_error(req, rc, m->kind == SG_JSONRPC_REQUEST ? m->id : SG_STR_NULL,
-                rc == SG_EREQUEST ? "Mcp-Session-Id header is required" : NULL);
+                       rc == SG_EREQUEST ? "Mcp-Session-Id header is required" : NULL);
         free(body);
         return;
     }
@@ -319,7 +377,8 @@ static void batch_free(sg_http_guard_t *g)
 }
 
 static void batch_member(sg_gate_t *gate, sg_batch_t *b, const sg_jsonrpc_msg_t *m,
-        sg_gate_tenant_t *t, const sg_identity_t *id, const sg_session_claims_t *claims)
+                         sg_gate_tenant_t *t, const sg_identity_t *id,
+                         const sg_session_claims_t *claims)
 {
     sg_buf_t one = SG_BUF_INIT;
     if (m->kind == SG_JSONRPC_NOTIFICATION) {
@@ -334,8 +393,7 @@ static void batch_member(sg_gate_t *gate, sg_batch_t *b, const sg_jsonrpc_msg_t 
     } else if (sg_str_eq_cstr(m->method, "ping")) {
         sg_jsonrpc_write_result(&one, m->id, SG_STR_LIT("{}"));
     } else if (sg_str_eq_cstr(m->method, "initialize")) {
-        sg_jsonrpc_write_error(&one, m->id, -32600, "initialize must not be batched",
-                SG_STR_NULL);
+        sg_jsonrpc_write_error(&one, m->id, -32600, "initialize must not be batched", SG_STR_NULL);
     } else {
         sg_exchange_t *ex = sg_exchange_new_member(b, gate->loop);
         ex->client_id = m->id;
@@ -355,15 +413,15 @@ static void batch_member(sg_gate_t *gate, sg_batch_t *b, const sg_jsonrpc_msg_t 
 }
 
 static void handle_batch(sg_gate_t *gate, h2o_req_t *req, sg_gate_tenant_t *t,
-        const sg_identity_t *id, char *body, sg_jsonrpc_batch_t *parsed)
+                         const sg_identity_t *id, char *body, sg_jsonrpc_batch_t *parsed)
 {
     sg_session_claims_t claims;
     int rc = check_session(gate, req, t, id, &claims);
     sg_str_t pv = sg_http_header(req, "mcp-protocol-version");
     if (rc == SG_OK && strcmp(claims.version, "2025-03-26") != 0 &&
-            !(pv.len != 0 && sg_str_eq_cstr(pv, "2025-03-26"))) {
+        !(pv.len != 0 && sg_str_eq_cstr(pv, "2025-03-26"))) {
         reply_sg_error(req, SG_EREQUEST, SG_STR_NULL,
-                "JSON-RPC batches are only accepted in sessions at protocol 2025-03-26");
+                       "JSON-RPC batches are only accepted in sessions at protocol 2025-03-26");
         rc = SG_EREQUEST;
     } else if (rc != SG_OK) {
         reply_sg_error(req, rc, SG_STR_NULL, NULL);
@@ -387,7 +445,7 @@ static void handle_batch(sg_gate_t *gate, h2o_req_t *req, sg_gate_tenant_t *t,
 }
 
 static void handle_post(sg_gate_t *gate, h2o_req_t *req, sg_gate_tenant_t *t,
-        const sg_identity_t *id)
+                        const sg_identity_t *id)
 {
     sg_str_t ctype = sg_http_header(req, "content-type");
     if (ctype.len < 16 || strncasecmp(ctype.ptr, "application/json", 16) != 0) {
@@ -396,7 +454,7 @@ static void handle_post(sg_gate_t *gate, h2o_req_t *req, sg_gate_tenant_t *t,
     }
     if (!accepts(req, "application/json") && !accepts(req, "text/event-stream")) {
         reply_sg_error(req, SG_ENOTACCEPT, SG_STR_NULL,
-                "Accept must allow application/json and text/event-stream");
+                       "Accept must allow application/json and text/event-stream");
         return;
     }
     if (req->entity.base == NULL || req->entity.len == 0) {
@@ -466,7 +524,7 @@ static void prune_streams(sg_gate_t *gate)
 }
 
 static void handle_get(sg_gate_t *gate, h2o_req_t *req, sg_gate_tenant_t *t,
-        const sg_identity_t *id)
+                       const sg_identity_t *id)
 {
     sg_session_claims_t claims;
     int rc = check_session(gate, req, t, id, &claims);
@@ -497,7 +555,8 @@ static void handle_get(sg_gate_t *gate, h2o_req_t *req, sg_gate_tenant_t *t,
 void sg_mcp_notify_tools_changed(sg_gate_t *gate, const char *tenant)
 {
     prune_streams(gate);
-    static const char msg[] = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}";
+    static const char msg[] =
+            "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}";
     for (sg_gate_stream_t *s = gate->streams; s != NULL; s = s->next) {
         if (strcmp(s->tenant, tenant) == 0) {
             sg_exchange_send_interim(s->ex, SG_STR_LIT(msg));
@@ -516,7 +575,7 @@ void sg_mcp_close_streams(sg_gate_t *gate)
 /* ---- DELETE ---- */
 
 static void handle_delete(sg_gate_t *gate, h2o_req_t *req, sg_gate_tenant_t *t,
-        const sg_identity_t *id)
+                          const sg_identity_t *id)
 {
     sg_session_claims_t claims;
     int rc = check_session(gate, req, t, id, &claims);
@@ -536,6 +595,7 @@ int sg_mcp_handle(void *data, h2o_req_t *req)
     const sg_identity_t *id = NULL;
     sg_gate_tenant_t *t = authenticate(gate, req, &id);
     if (t == NULL) {
+        audit_auth_failure(gate, req);
         reply_unauthorized(req);
         return 0;
     }

@@ -17,11 +17,11 @@
 #include "base/metrics.h"
 #include "core/policy.h"
 #include "core/redact.h"
-#include "store/audit.h"
 #include "gateway/mcp_int.h"
+#include "store/audit.h"
 
 static SG_METRIC_DEFINE(m_calls, SG_METRIC_HISTOGRAM, "sg_tool_call_seconds", NULL,
-        "tools/call latency through the gate, from request to response");
+                        "tools/call latency through the gate, from request to response");
 
 /* ---- exchanges in flight (for notifications/cancelled) ---- */
 
@@ -90,19 +90,29 @@ static void audit_call(sg_exchange_t *ex)
         sg_redact_json(r->arguments, &args);
     }
     uint64_t total = sg_clock_now_us() - ex->started_us;
-    sg_audit_event_t ev = { .id = sg_str(r->audit_id), .tenant = sg_str(ex->tenant),
-        .identity = sg_str(ex->identity), .session = sg_str(ex->session_nonce),
-        .request_id = ex->client_id, .method = sg_str(r->method),
-        .tool = sg_str(r->tool), .upstream = sg_str(r->upstream), .risk_class = sg_str(r->cls),
-        .decision = sg_str(r->decision != NULL ? r->decision : "error"), .rule = sg_str(r->rule),
-        .reason = sg_str(r->reason), .arguments = args.len != 0 ? sg_buf_str(&args) : SG_STR_NULL,
-        .has_result = r->has_result, .result_size = (int64_t)r->result_size,
-        .result_is_error = r->result_is_error,
-        .gate_latency_us = (int64_t)(total - SG_MIN(total, r->upstream_us)),
-        .upstream_latency_us = r->upstream_started_us != 0 ? (int64_t)r->upstream_us : -1 };
+    sg_audit_event_t ev = { .id = sg_str(r->audit_id),
+                            .tenant = sg_str(ex->tenant),
+                            .identity = sg_str(ex->identity),
+                            .session = sg_str(ex->session_nonce),
+                            .request_id = ex->client_id,
+                            .method = sg_str(r->method),
+                            .tool = sg_str(r->tool),
+                            .upstream = sg_str(r->upstream),
+                            .risk_class = sg_str(r->cls),
+                            .decision = sg_str(r->decision != NULL ? r->decision : "error"),
+                            .rule = sg_str(r->rule),
+                            .reason = sg_str(r->reason),
+                            .arguments = args.len != 0 ? sg_buf_str(&args) : SG_STR_NULL,
+                            .findings = sg_str(r->findings),
+                            .has_result = r->has_result,
+                            .result_size = (int64_t)r->result_size,
+                            .result_is_error = r->result_is_error,
+                            .gate_latency_us = (int64_t)(total - SG_MIN(total, r->upstream_us)),
+                            .upstream_latency_us =
+                                    r->upstream_started_us != 0 ? (int64_t)r->upstream_us : -1 };
     if (sg_audit_submit(gate->audit, &ev, NULL, NULL) != SG_OK) {
         SG_LOG_ERROR(&gate->log, "tenant %s: audit event refused (queue full or writer stopped)",
-                ex->tenant);
+                     ex->tenant);
     }
     sg_buf_dispose(&args);
 }
@@ -138,7 +148,7 @@ void sg_relay_fail(sg_exchange_t *ex, int err, const char *message, sg_str_t dat
     }
     sg_buf_t b = SG_BUF_INIT;
     sg_jsonrpc_write_error(&b, ex->client_id, sg_err_jsonrpc_code(err),
-            message != NULL ? message : sg_err_message(err), data_raw);
+                           message != NULL ? message : sg_err_message(err), data_raw);
     finish(ex, sg_buf_str(&b));
     sg_buf_dispose(&b);
     sg_buf_dispose(&with_id);
@@ -167,8 +177,8 @@ static void relay_response(sg_exchange_t *ex, sg_str_t response)
     ex->record.has_result = true;
     ex->record.result_size = m.kind == SG_JSONRPC_RESPONSE ? m.result.len : m.error.len;
     ex->record.result_is_error = m.kind != SG_JSONRPC_RESPONSE ||
-            (sg_json_object_get(m.result, "isError", &is_error) == SG_OK &&
-                    sg_json_type(is_error) == SG_JSON_TRUE);
+                                 (sg_json_object_get(m.result, "isError", &is_error) == SG_OK &&
+                                  sg_json_type(is_error) == SG_JSON_TRUE);
     if (m.kind == SG_JSONRPC_RESPONSE) {
         sg_jsonrpc_write_result(&b, ex->client_id, m.result);
     } else {
@@ -192,8 +202,8 @@ static void upstream_failed(sg_exchange_t *ex, int status, const char *upstream)
     sg_json_write_cstr(&data, sg_err_name(status));
     sg_buf_append_char(&data, '}');
     sg_relay_fail(ex, status == SG_ETIMEDOUT ? SG_ETIMEDOUT : SG_EUPSTREAM,
-            status == SG_ETIMEDOUT ? "upstream timed out" : "upstream unavailable or failed",
-            sg_buf_str(&data));
+                  status == SG_ETIMEDOUT ? "upstream timed out" : "upstream unavailable or failed",
+                  sg_buf_str(&data));
     sg_buf_dispose(&data);
 }
 
@@ -203,11 +213,11 @@ typedef void (*subcalls_done_cb)(sg_exchange_t *ex);
 
 typedef struct relay_ctx {
     subcalls_done_cb done;
-    const char *list_key;  /* fan-out: array member to merge */
-    bool rename;           /* fan-out: prefix names (prompts) */
-    size_t try_next;       /* route-first: next upstream index to try */
+    const char *list_key; /* fan-out: array member to merge */
+    bool rename;          /* fan-out: prefix names (prompts) */
+    size_t try_next;      /* route-first: next upstream index to try */
     char *method;
-    sg_str_t params;       /* borrows ex->body */
+    sg_str_t params; /* borrows ex->body */
     char *params_owned;
 } relay_ctx_t;
 
@@ -257,15 +267,15 @@ static sg_subcall_t *add_sub(sg_exchange_t *ex, size_t index)
 
 /* Starts one upstream request for ex; false when the upstream is not ready. */
 static bool start_sub(sg_exchange_t *ex, sg_upstream_t *up, size_t index, const char *method,
-        sg_str_t params)
+                      sg_str_t params)
 {
     size_t slot = ex->nsubs;
     (void)add_sub(ex, index);
     sg_subcall_t *s = &ex->subs[slot];
     ex->pending++;
     sg_exchange_ref(ex);
-    if (sg_upstream_call(up, &s->call, method, params, sg_upstream_cfg(up)->timeout_ms,
-                &sub_ops) != SG_OK) {
+    if (sg_upstream_call(up, &s->call, method, params, sg_upstream_cfg(up)->timeout_ms, &sub_ops) !=
+        SG_OK) {
         ex->pending--;
         ex->nsubs--;
         sg_exchange_unref(ex);
@@ -289,7 +299,7 @@ static bool needs_tasks(const sg_uptool_t *tool);
 
 /* Finds the upstream, original tool name and definition for an exposed name; index or -1. */
 static long resolve_tool(const sg_gate_tenant_t *t, sg_str_t name, const char **orig,
-        sg_str_t *definition)
+                         sg_str_t *definition)
 {
     size_t n = t->snap->nupstreams;
     for (size_t i = 0; i < n; i++) {
@@ -298,7 +308,7 @@ static long resolve_tool(const sg_gate_tenant_t *t, sg_str_t name, const char **
         sg_str_t rest = name;
         if (plen != 0) {
             if (name.len <= plen + 2 || memcmp(name.ptr, prefix, plen) != 0 ||
-                    memcmp(name.ptr + plen, "__", 2) != 0) {
+                memcmp(name.ptr + plen, "__", 2) != 0) {
                 continue;
             }
             rest = (sg_str_t){ name.ptr + plen + 2, name.len - plen - 2 };
@@ -334,8 +344,8 @@ static bool needs_tasks(const sg_uptool_t *tool)
     sg_str_t exec, support;
     sg_str_t raw = { tool->raw, tool->raw_len };
     return sg_json_object_get(raw, "execution", &exec) == SG_OK &&
-            sg_json_object_get(exec, "taskSupport", &support) == SG_OK &&
-            sg_json_string_eq(support, "required");
+           sg_json_object_get(exec, "taskSupport", &support) == SG_OK &&
+           sg_json_string_eq(support, "required");
 }
 
 /* Our cursor: "p<offset>" into the aggregated list. SG_OK with *offset, or SG_EPARAMS. */
@@ -344,11 +354,11 @@ static int parse_cursor(sg_str_t params, size_t *offset)
     sg_str_t cur, plain;
     *offset = 0;
     if (params.len == 0 || sg_json_object_get(params, "cursor", &cur) != SG_OK ||
-            sg_json_type(cur) == SG_JSON_NULL) {
+        sg_json_type(cur) == SG_JSON_NULL) {
         return SG_OK;
     }
     if (!sg_json_string_plain(cur, &plain) || plain.len < 2 || plain.len > 12 ||
-            plain.ptr[0] != 'p') {
+        plain.ptr[0] != 'p') {
         return SG_EPARAMS;
     }
     size_t n = 0;
@@ -364,15 +374,15 @@ static int parse_cursor(sg_str_t params, size_t *offset)
 
 /* False when no rule could ever let this identity call the tool: it is not listed. */
 static bool tool_visible(const sg_tenant_t *snap, const sg_identity_t *id, const char *exposed,
-        const char *upstream, sg_str_t definition)
+                         const char *upstream, sg_str_t definition)
 {
     sg_tool_class_t cls = sg_policy_classify(snap->policy, sg_str(exposed), definition);
     return sg_policy_tool_visible(snap->policy, sg_str(id->name), id->roles, id->nroles,
-            sg_str(exposed), sg_str(upstream), cls);
+                                  sg_str(exposed), sg_str(upstream), cls);
 }
 
 static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t, const sg_identity_t *id,
-        sg_str_t params)
+                       sg_str_t params)
 {
     size_t offset, index = 0;
     if (parse_cursor(params, &offset) != SG_OK) {
@@ -394,7 +404,8 @@ static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t, const sg_id
             }
             exposed_name(&name, t->snap->upstreams[i].prefix, tools[k].name);
             sg_buf_append_char(&name, '\n');
-            bool dup = seen.data != NULL && memmem(seen.data, seen.len, name.data, name.len) != NULL;
+            bool dup =
+                    seen.data != NULL && memmem(seen.data, seen.len, name.data, name.len) != NULL;
             sg_str_t raw = { tools[k].raw, tools[k].raw_len };
             if (!dup && sg_json_object_get(raw, "name", &span) == SG_OK) {
                 sg_buf_append_str(&seen, sg_buf_str(&name));
@@ -419,7 +430,7 @@ static void tools_list(sg_exchange_t *ex, const sg_gate_tenant_t *t, const sg_id
                 splice_string(&result, raw, span, name.data);
             } else if (dup) {
                 SG_LOG_ERROR(NULL, "tenant %s: tool name collision on %.*s; check prefixes",
-                        t->name, (int)name.len - 1, name.data);
+                             t->name, (int)name.len - 1, name.data);
             }
             sg_buf_dispose(&name);
         }
@@ -458,7 +469,7 @@ static stage_rc_t stage_resolve(sg_exchange_t *ex, call_state_t *cs)
 {
     sg_str_t name;
     if (cs->relay.params.len == 0 || sg_json_object_get(cs->relay.params, "name", &name) != SG_OK ||
-            sg_json_type(name) != SG_JSON_STRING) {
+        sg_json_type(name) != SG_JSON_STRING) {
         sg_relay_fail(ex, SG_EPARAMS, "tools/call needs params.name", SG_STR_NULL);
         return STAGE_DONE;
     }
@@ -478,7 +489,7 @@ static stage_rc_t stage_resolve(sg_exchange_t *ex, call_state_t *cs)
         ex->record.upstream = up;
         ex->record.cls = sg_policy_class_name(cs->cls);
         if (!sg_policy_tool_visible(ex->snap->policy, sg_str(cs->id->name), cs->id->roles,
-                    cs->id->nroles, sg_str(cs->exposed), sg_str(up), cs->cls)) {
+                                    cs->id->nroles, sg_str(cs->exposed), sg_str(up), cs->cls)) {
             cs->upstream = -1; /* a hidden tool answers like an unknown one */
         }
     }
@@ -545,18 +556,34 @@ static void refuse_by_policy(sg_exchange_t *ex, const sg_policy_result_t *r)
 
 /* Evaluates the tenant's rules for ex; true when the call may proceed. */
 static bool policy_allows(sg_exchange_t *ex, const sg_identity_t *id, sg_str_t tool,
-        sg_str_t upstream, sg_str_t method, sg_tool_class_t cls, sg_str_t arguments)
+                          sg_str_t upstream, sg_str_t method, sg_tool_class_t cls,
+                          sg_str_t arguments)
 {
     sg_gate_t *gate = ex->owner;
-    sg_policy_input_t in = { .identity = sg_str(id->name), .roles = id->roles,
-        .nroles = id->nroles, .tool = tool, .upstream = upstream, .method = method,
-        .tool_class = cls, .arguments = arguments, .ctx = gate->policy_ctx };
+    sg_policy_input_t in = { .identity = sg_str(id->name),
+                             .roles = id->roles,
+                             .nroles = id->nroles,
+                             .tool = tool,
+                             .upstream = upstream,
+                             .method = method,
+                             .tool_class = cls,
+                             .arguments = arguments,
+                             .ctx = gate->policy_ctx };
     sg_policy_result_t r;
     sg_policy_eval(ex->snap->policy, &in, &r);
     if (r.has_shadow) {
         SG_LOG_INFO(&gate->log, "tenant %s: shadow rule %s would %s %.*s (decided: %s by %s)",
-                ex->tenant, r.shadow_rule, sg_policy_decision_name(r.shadow_decision),
-                (int)tool.len, tool.ptr, sg_policy_decision_name(r.decision), r.rule);
+                    ex->tenant, r.shadow_rule, sg_policy_decision_name(r.shadow_decision),
+                    (int)tool.len, tool.ptr, sg_policy_decision_name(r.decision), r.rule);
+        /* the would-be decision goes into the audit row too */
+        sg_buf_t f = SG_BUF_INIT;
+        sg_buf_append_cstr(&f, "{\"shadow\":{\"rule\":");
+        sg_json_write_cstr(&f, r.shadow_rule);
+        sg_buf_printf(&f, ",\"decision\":\"%s\",\"would_decide\":%s}}",
+                      sg_policy_decision_name(r.shadow_decision),
+                      r.shadow_decisive ? "true" : "false");
+        free(ex->record.findings);
+        ex->record.findings = sg_buf_steal(&f, NULL);
     }
     bool allowed = r.decision == SG_DECISION_ALLOW;
     ex->record.rule = r.rule; /* borrowed from ex->snap's policy, which ex references */
@@ -576,11 +603,12 @@ static stage_rc_t stage_policy(sg_exchange_t *ex, call_state_t *cs)
 {
     sg_str_t args = SG_STR_NULL;
     if (sg_json_object_get(cs->relay.params, "arguments", &args) != SG_OK ||
-            sg_json_type(args) != SG_JSON_OBJECT) {
+        sg_json_type(args) != SG_JSON_OBJECT) {
         args = SG_STR_NULL;
     }
     bool ok = policy_allows(ex, cs->id, sg_str(cs->exposed),
-            sg_str(ex->snap->upstreams[cs->upstream].name), SG_STR_LIT("tools/call"), cs->cls, args);
+                            sg_str(ex->snap->upstreams[cs->upstream].name),
+                            SG_STR_LIT("tools/call"), cs->cls, args);
     return ok ? STAGE_NEXT : STAGE_DONE;
 }
 
@@ -600,7 +628,7 @@ static void on_decision_durable(void *data, int status)
     sg_exchange_t *ex = data;
     if (status != SG_OK) {
         sg_relay_fail(ex, SG_ECONFIG, "audit unavailable: the decision could not be made durable",
-                SG_STR_NULL);
+                      SG_STR_NULL);
     } else if (!ex->finished) {
         call_advance(ex);
     }
@@ -624,13 +652,20 @@ static stage_rc_t stage_audit_sync(sg_exchange_t *ex, call_state_t *cs)
     if (r->arguments.len != 0) {
         sg_redact_json(r->arguments, &args);
     }
-    sg_audit_event_t ev = { .tenant = sg_str(ex->tenant), .identity = sg_str(ex->identity),
-        .session = sg_str(ex->session_nonce), .request_id = ex->client_id,
-        .method = sg_str(r->method), .tool = sg_str(r->tool), .upstream = sg_str(r->upstream),
-        .risk_class = sg_str(r->cls), .decision = sg_str("allow"), .rule = sg_str(r->rule),
-        .reason = sg_str(r->reason), .arguments = args.len != 0 ? sg_buf_str(&args) : SG_STR_NULL,
-        .gate_latency_us = (int64_t)(sg_clock_now_us() - ex->started_us),
-        .upstream_latency_us = -1 };
+    sg_audit_event_t ev = { .tenant = sg_str(ex->tenant),
+                            .identity = sg_str(ex->identity),
+                            .session = sg_str(ex->session_nonce),
+                            .request_id = ex->client_id,
+                            .method = sg_str(r->method),
+                            .tool = sg_str(r->tool),
+                            .upstream = sg_str(r->upstream),
+                            .risk_class = sg_str(r->cls),
+                            .decision = sg_str("allow"),
+                            .rule = sg_str(r->rule),
+                            .reason = sg_str(r->reason),
+                            .arguments = args.len != 0 ? sg_buf_str(&args) : SG_STR_NULL,
+                            .gate_latency_us = (int64_t)(sg_clock_now_us() - ex->started_us),
+                            .upstream_latency_us = -1 };
     sg_exchange_ref(ex);
     int rc = gate->audit != NULL ? sg_audit_submit(gate->audit, &ev, on_decision_durable, ex)
                                  : SG_ECLOSED;
@@ -638,7 +673,7 @@ static stage_rc_t stage_audit_sync(sg_exchange_t *ex, call_state_t *cs)
     if (rc != SG_OK) {
         sg_exchange_unref(ex);
         sg_relay_fail(ex, SG_ECONFIG, "audit unavailable: the decision could not be recorded",
-                SG_STR_NULL);
+                      SG_STR_NULL);
         return STAGE_DONE;
     }
     return STAGE_WAIT;
@@ -672,14 +707,10 @@ static const struct stage {
     const char *name;
     stage_rc_t (*run)(sg_exchange_t *ex, call_state_t *cs);
 } stages[] = {
-    { "resolve", stage_resolve },
-    { "killswitch", stage_killswitch },
-    { "policy", stage_policy },
-    { "scan_request", stage_pass },
-    { "audit_sync", stage_audit_sync },
-    { "forward", stage_forward },
-    { "scan_response", stage_pass },
-    { "reply", stage_reply },
+    { "resolve", stage_resolve },       { "killswitch", stage_killswitch },
+    { "policy", stage_policy },         { "scan_request", stage_pass },
+    { "audit_sync", stage_audit_sync }, { "forward", stage_forward },
+    { "scan_response", stage_pass },    { "reply", stage_reply },
 };
 
 static void call_advance(sg_exchange_t *ex)
@@ -699,7 +730,7 @@ static void on_call_done(sg_exchange_t *ex)
 }
 
 static void tools_call(sg_exchange_t *ex, sg_gate_tenant_t *t, const sg_identity_t *id,
-        sg_str_t params)
+                       sg_str_t params)
 {
     call_state_t *cs = sg_xcalloc(1, sizeof(*cs));
     cs->relay.done = on_call_done;
@@ -724,7 +755,7 @@ static void merge_items(sg_buf_t *out, bool *first, sg_str_t items, const char *
         *first = false;
         sg_buf_t dec = SG_BUF_INIT;
         if (rename && sg_json_object_get(item, "name", &name) == SG_OK &&
-                sg_json_string_decode(name, &dec) == SG_OK) {
+            sg_json_string_decode(name, &dec) == SG_OK) {
             sg_buf_t exposed = SG_BUF_INIT;
             exposed_name(&exposed, prefix, dec.data != NULL ? dec.data : "");
             splice_string(out, item, name, exposed.data);
@@ -748,12 +779,11 @@ static void on_fanout_done(sg_exchange_t *ex)
         sg_buf_t scratch = SG_BUF_INIT;
         sg_str_t items;
         if (s->status == SG_OK &&
-                sg_jsonrpc_parse_one((sg_str_t){ s->response, s->response_len }, &m, &scratch,
-                        NULL) == SG_OK &&
-                m.kind == SG_JSONRPC_RESPONSE &&
-                sg_json_object_get(m.result, ctx->list_key, &items) == SG_OK) {
-            merge_items(&result, &first, items, ex->snap->upstreams[s->index].prefix,
-                    ctx->rename);
+            sg_jsonrpc_parse_one((sg_str_t){ s->response, s->response_len }, &m, &scratch, NULL) ==
+                    SG_OK &&
+            m.kind == SG_JSONRPC_RESPONSE &&
+            sg_json_object_get(m.result, ctx->list_key, &items) == SG_OK) {
+            merge_items(&result, &first, items, ex->snap->upstreams[s->index].prefix, ctx->rename);
         }
         sg_buf_dispose(&scratch);
     }
@@ -763,7 +793,7 @@ static void on_fanout_done(sg_exchange_t *ex)
 }
 
 static void fan_out(sg_exchange_t *ex, sg_gate_tenant_t *t, const char *method,
-        const char *capability, const char *key, bool rename)
+                    const char *capability, const char *key, bool rename)
 {
     relay_ctx_t *ctx = sg_xcalloc(1, sizeof(*ctx));
     ctx->done = on_fanout_done;
@@ -799,9 +829,9 @@ static bool is_error_response(const sg_subcall_t *s)
     sg_jsonrpc_msg_t m;
     sg_buf_t scratch = SG_BUF_INIT;
     bool err = s->status != SG_OK ||
-            sg_jsonrpc_parse_one((sg_str_t){ s->response, s->response_len }, &m, &scratch,
-                    NULL) != SG_OK ||
-            m.kind != SG_JSONRPC_RESPONSE;
+               sg_jsonrpc_parse_one((sg_str_t){ s->response, s->response_len }, &m, &scratch,
+                                    NULL) != SG_OK ||
+               m.kind != SG_JSONRPC_RESPONSE;
     sg_buf_dispose(&scratch);
     return err;
 }
@@ -827,11 +857,11 @@ static bool try_next(sg_exchange_t *ex)
     while (t != NULL && t->snap == ex->snap && ctx->try_next < t->snap->nupstreams) {
         size_t i = ctx->try_next++;
         const char *cap = strncmp(ctx->method, "completion/", 11) == 0 ? "completions"
-                : strncmp(ctx->method, "prompts/", 8) == 0               ? "prompts"
-                : strncmp(ctx->method, "logging/", 8) == 0               ? "logging"
-                                                                         : "resources";
+                          : strncmp(ctx->method, "prompts/", 8) == 0   ? "prompts"
+                          : strncmp(ctx->method, "logging/", 8) == 0   ? "logging"
+                                                                       : "resources";
         if (sg_upstream_has_capability(sg_gate_upstream(t, i), cap) &&
-                start_sub(ex, sg_gate_upstream(t, i), i, ctx->method, ctx->params)) {
+            start_sub(ex, sg_gate_upstream(t, i), i, ctx->method, ctx->params)) {
             return true;
         }
     }
@@ -845,7 +875,7 @@ static long resolve_prefixed(const sg_tenant_t *snap, sg_str_t name, sg_str_t *r
         const char *prefix = snap->upstreams[i].prefix;
         size_t plen = strlen(prefix);
         if (plen != 0 && name.len > plen + 2 && memcmp(name.ptr, prefix, plen) == 0 &&
-                memcmp(name.ptr + plen, "__", 2) == 0) {
+            memcmp(name.ptr + plen, "__", 2) == 0) {
             *rest = (sg_str_t){ name.ptr + plen + 2, name.len - plen - 2 };
             return (long)i;
         }
@@ -853,15 +883,16 @@ static long resolve_prefixed(const sg_tenant_t *snap, sg_str_t name, sg_str_t *r
     return -1;
 }
 
-/* Rewrites the namespaced prompt name at span (inside raw) and restricts routing to its upstream. */
+/* Rewrites the namespaced prompt name at span (inside raw) and restricts routing to its upstream.
+ */
 static void route_prompt_name(relay_ctx_t *ctx, const sg_tenant_t *snap, sg_str_t raw,
-        sg_str_t span)
+                              sg_str_t span)
 {
     sg_buf_t dec = SG_BUF_INIT;
     sg_str_t rest;
     long i;
     if (sg_json_string_decode(span, &dec) != SG_OK ||
-            (i = resolve_prefixed(snap, sg_buf_str(&dec), &rest)) < 0) {
+        (i = resolve_prefixed(snap, sg_buf_str(&dec), &rest)) < 0) {
         sg_buf_dispose(&dec);
         return;
     }
@@ -885,11 +916,12 @@ static void routed(sg_exchange_t *ex, sg_gate_tenant_t *t, sg_str_t method, sg_s
     ex->ctx_free = ctx_free;
     prepare_subs(ex, t->snap->nupstreams);
     sg_str_t name, ref;
-    if (sg_str_eq_cstr(method, "prompts/get") && sg_json_object_get(ctx->params, "name", &name) == SG_OK) {
+    if (sg_str_eq_cstr(method, "prompts/get") &&
+        sg_json_object_get(ctx->params, "name", &name) == SG_OK) {
         route_prompt_name(ctx, t->snap, ctx->params, name);
     } else if (sg_str_eq_cstr(method, "completion/complete") &&
-            sg_json_object_get(ctx->params, "ref", &ref) == SG_OK &&
-            sg_json_object_get(ref, "name", &name) == SG_OK) {
+               sg_json_object_get(ctx->params, "ref", &ref) == SG_OK &&
+               sg_json_object_get(ref, "name", &name) == SG_OK) {
         route_prompt_name(ctx, t->snap, ctx->params, name);
     }
     if (!try_next(ex)) {
@@ -923,18 +955,18 @@ static void set_level(sg_exchange_t *ex, sg_gate_tenant_t *t, sg_str_t params)
 
 /* Rules with `method` apply to reads: the tool field is the prompt name or resource URI. */
 static bool read_allowed(sg_exchange_t *ex, const sg_identity_t *id, sg_str_t method,
-        sg_str_t params)
+                         sg_str_t params)
 {
     sg_str_t target = SG_STR_NULL, raw;
     sg_buf_t dec = SG_BUF_INIT;
     const char *key = sg_str_eq_cstr(method, "prompts/get") ? "name" : "uri";
     if (params.len != 0 && sg_json_object_get(params, key, &raw) == SG_OK &&
-            sg_json_string_decode(raw, &dec) == SG_OK) {
+        sg_json_string_decode(raw, &dec) == SG_OK) {
         target = sg_buf_str(&dec);
     }
     sg_str_t args = SG_STR_NULL;
     if (params.len == 0 || sg_json_object_get(params, "arguments", &args) != SG_OK ||
-            sg_json_type(args) != SG_JSON_OBJECT) {
+        sg_json_type(args) != SG_JSON_OBJECT) {
         args = SG_STR_NULL;
     }
     free((char *)ex->record.tool);
@@ -948,13 +980,13 @@ static bool read_allowed(sg_exchange_t *ex, const sg_identity_t *id, sg_str_t me
 /* ---- entry points ---- */
 
 void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
-        const sg_identity_t *id, const sg_jsonrpc_msg_t *m)
+                      const sg_identity_t *id, const sg_jsonrpc_msg_t *m)
 {
     sg_metrics_register(&m_calls);
     track(gate, ex);
     sg_str_t method = m->method;
     snprintf(ex->record.method, sizeof(ex->record.method), "%.*s",
-            (int)SG_MIN(method.len, sizeof(ex->record.method) - 1), method.ptr);
+             (int)SG_MIN(method.len, sizeof(ex->record.method) - 1), method.ptr);
     if (sg_str_eq_cstr(method, "tools/list")) {
         tools_list(ex, t, id, m->params);
     } else if (sg_str_eq_cstr(method, "tools/call")) {
@@ -976,8 +1008,8 @@ void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
             routed(ex, t, method, m->params);
         }
     } else if (sg_str_eq_cstr(method, "resources/subscribe") ||
-            sg_str_eq_cstr(method, "resources/unsubscribe") ||
-            sg_str_eq_cstr(method, "completion/complete")) {
+               sg_str_eq_cstr(method, "resources/unsubscribe") ||
+               sg_str_eq_cstr(method, "completion/complete")) {
         routed(ex, t, method, m->params);
     } else if (sg_str_eq_cstr(method, "logging/setLevel")) {
         set_level(ex, t, m->params);
@@ -995,7 +1027,7 @@ void sg_relay_agent_response(sg_gate_t *gate, sg_gate_tenant_t *t, const sg_json
     for (size_t i = 0; i < n; i++) {
         sg_upstream_t *old = t->retiring != NULL ? t->retiring[i] : NULL;
         if (sg_upstream_answer(t->ups[i], m->id, body, is_error) == SG_OK ||
-                (old != NULL && sg_upstream_answer(old, m->id, body, is_error) == SG_OK)) {
+            (old != NULL && sg_upstream_answer(old, m->id, body, is_error) == SG_OK)) {
             return;
         }
     }
@@ -1036,7 +1068,7 @@ void sg_relay_kill_inflight(sg_gate_t *gate)
         sg_exchange_t *next = ex->next;
         sg_kill_scope_t scope;
         if (ex->killable && !ex->finished &&
-                sg_gate_killswitch(gate, ex->snap, ex->identity, &scope) == SG_EKILLED) {
+            sg_gate_killswitch(gate, ex->snap, ex->identity, &scope) == SG_EKILLED) {
             if (next != NULL) {
                 sg_exchange_ref(next); /* failing ex may unlink it, never next */
             }
