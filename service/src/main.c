@@ -30,14 +30,14 @@ typedef struct command {
 static const command_t commands[] = {
     { "gate", SG_NEED_NONE, true, false, "run a gate replica: /mcp, /healthz, /readyz, /metrics" },
     { "control", SG_NEED_CONTROL, false, true,
-            "run the control plane: /admin/api/v1/..., /admin/, /healthz, /readyz, /metrics" },
+      "run the control plane: /admin/api/v1/..., /admin/, /healthz, /readyz, /metrics" },
     { "start", SG_NEED_CONTROL, true, true, "run gate and control plane in one process, one port" },
     { "migrate", SG_NEED_NONE, false, false,
-            "apply migrations/ to PostgreSQL under an advisory lock (idempotent)" },
+      "apply migrations/ to PostgreSQL under an advisory lock (idempotent)" },
     { "audit", SG_NEED_NONE, false, false,
-            "verify [--tenant T] [--since TIME] | prune --older-than 90d [--dry-run]" },
+      "verify [--tenant T] [--since TIME] | prune --older-than 90d [--dry-run]" },
     { "killswitch", SG_NEED_NONE, false, false,
-            "on|off [--tenant T] [--identity I]: flip a kill switch in Redis directly" },
+      "on|off [--tenant T] [--identity I]: flip a kill switch in Redis directly" },
 };
 
 static const char *env_get(const char *name)
@@ -93,8 +93,8 @@ static int run_killswitch(int argc, char **argv, const sg_settings_t *s)
         return rc == SG_EINVAL || rc == SG_ESETTING ? EXIT_USAGE : 1;
     }
     printf("kill switch %s: %s%s%s%s\n", engaged ? "ENGAGED" : "released",
-            tenant != NULL ? "tenant " : "global", tenant != NULL ? tenant : "",
-            identity != NULL ? " identity " : "", identity != NULL ? identity : "");
+           tenant != NULL ? "tenant " : "global", tenant != NULL ? tenant : "",
+           identity != NULL ? " identity " : "", identity != NULL ? identity : "");
     return 0;
 }
 

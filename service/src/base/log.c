@@ -42,8 +42,8 @@ void sg_log_write(sg_log_level_t level, const sg_log_ctx_t *ctx, const char *fmt
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s",
-            tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-            ts.tv_nsec / 1000000, sg_log_level_name(level));
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, sg_log_level_name(level));
     size_t at = n > 0 ? (size_t)n : 0;
     if (ctx != NULL) {
         at = put_field(line, sizeof(line), at, "comp", ctx->component);

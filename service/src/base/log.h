@@ -37,11 +37,11 @@ const char *sg_log_level_name(sg_log_level_t level);
 void sg_log_write(sg_log_level_t level, const sg_log_ctx_t *ctx, const char *fmt, ...)
         SG_PRINTF(3, 4);
 
-#define SG_LOG_AT(level, ctx, ...)                                                                 \
-    do {                                                                                           \
-        if ((level) <= sg_log_level) {                                                             \
-            sg_log_write((level), (ctx), __VA_ARGS__);                                             \
-        }                                                                                          \
+#define SG_LOG_AT(level, ctx, ...)                     \
+    do {                                               \
+        if ((level) <= sg_log_level) {                 \
+            sg_log_write((level), (ctx), __VA_ARGS__); \
+        }                                              \
     } while (0)
 
 #define SG_LOG_ERROR(ctx, ...) SG_LOG_AT(SG_LOG_LEVEL_ERROR, ctx, __VA_ARGS__)

@@ -4,8 +4,8 @@
 static sg_metric_t *registry;
 
 /* upper bounds in microseconds */
-static const uint64_t bounds[SG_METRIC_BUCKETS] = { 25, 50, 100, 250, 500, 1000, 2500, 5000,
-    10000, 50000, 250000, 1000000 };
+static const uint64_t bounds[SG_METRIC_BUCKETS] = { 25,   50,   100,   250,   500,    1000,
+                                                    2500, 5000, 10000, 50000, 250000, 1000000 };
 
 void sg_metrics_register(sg_metric_t *m)
 {
@@ -38,16 +38,16 @@ static void render_histogram(sg_buf_t *out, const sg_metric_t *m)
         cum += m->buckets[i];
         if (i < SG_METRIC_BUCKETS) {
             sg_buf_printf(out, "%s_bucket{%s%sle=\"%.6f\"} %llu\n", m->name, labels, sep,
-                    (double)bounds[i] / 1e6, (unsigned long long)cum);
+                          (double)bounds[i] / 1e6, (unsigned long long)cum);
         } else {
             sg_buf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", m->name, labels, sep,
-                    (unsigned long long)cum);
+                          (unsigned long long)cum);
         }
     }
     sg_buf_printf(out, "%s_sum%s%s%s %.6f\n", m->name, m->labels ? "{" : "", labels,
-            m->labels ? "}" : "", (double)m->sum_us / 1e6);
+                  m->labels ? "}" : "", (double)m->sum_us / 1e6);
     sg_buf_printf(out, "%s_count%s%s%s %llu\n", m->name, m->labels ? "{" : "", labels,
-            m->labels ? "}" : "", (unsigned long long)m->count);
+                  m->labels ? "}" : "", (unsigned long long)m->count);
 }
 
 void sg_metrics_render(sg_buf_t *out)
@@ -57,7 +57,7 @@ void sg_metrics_render(sg_buf_t *out)
     for (const sg_metric_t *m = registry; m != NULL; m = m->_next) {
         if (last_name == NULL || strcmp(last_name, m->name) != 0) {
             sg_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
-                    types[m->type]);
+                          types[m->type]);
             last_name = m->name;
         }
         if (m->type == SG_METRIC_HISTOGRAM) {

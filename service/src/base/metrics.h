@@ -23,14 +23,14 @@ typedef struct sg_metric {
     const char *labels; /* e.g. "decision=\"allow\"" or NULL */
     const char *help;
     sg_metric_type_t type;
-    int64_t value;                            /* counter/gauge */
+    int64_t value;                           /* counter/gauge */
     uint64_t buckets[SG_METRIC_BUCKETS + 1]; /* histogram, microseconds; last is +Inf */
     uint64_t sum_us;
     uint64_t count;
     struct sg_metric *_next;
 } sg_metric_t;
 
-#define SG_METRIC_DEFINE(var, type_, name_, labels_, help_)                                        \
+#define SG_METRIC_DEFINE(var, type_, name_, labels_, help_) \
     sg_metric_t var = { .name = (name_), .labels = (labels_), .help = (help_), .type = (type_) }
 
 /* Registers m (static storage) once; registering twice is a no-op. */

@@ -58,11 +58,11 @@ static inline bool sg_str_has_prefix(sg_str_t a, const char *prefix)
 
 /* Logs file and line and aborts. Always compiled in. */
 SG_NORETURN void sg_bug(const char *file, int line, const char *cond);
-#define SG_BUG_ON(cond)                                                                            \
-    do {                                                                                           \
-        if (__builtin_expect(!!(cond), 0)) {                                                       \
-            sg_bug(__FILE__, __LINE__, #cond);                                                     \
-        }                                                                                          \
+#define SG_BUG_ON(cond)                        \
+    do {                                       \
+        if (__builtin_expect(!!(cond), 0)) {   \
+            sg_bug(__FILE__, __LINE__, #cond); \
+        }                                      \
     } while (0)
 
 #endif

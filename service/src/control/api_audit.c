@@ -33,8 +33,10 @@ typedef struct query_op {
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-            : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 /* Percent- and plus-decodes src[0..len) into dst (cap bytes); false when it does not fit. */
@@ -93,8 +95,9 @@ static bool decode_cursor(const char *hex, char *ts, char *id)
 /* Parses the query string; on a bad parameter answers 400 and returns false. */
 static bool parse_query(query_op_t *op, h2o_req_t *req)
 {
-    static const char *const names[] = { "tenant", "identity", "tool", "decision", "since",
-        "until" };
+    static const char *const names[] = {
+        "tenant", "identity", "tool", "decision", "since", "until"
+    };
     op->limit = DEFAULT_LIMIT;
     if (req->query_at == SIZE_MAX) {
         return true;
@@ -107,7 +110,7 @@ static bool parse_query(query_op_t *op, h2o_req_t *req)
         const char *eq = memchr(p, '=', (size_t)(stop - p));
         char key[32], val[MAX_PARAM];
         if (eq == NULL || !url_decode(p, (size_t)(eq - p), key, sizeof(key)) ||
-                !url_decode(eq + 1, (size_t)(stop - eq - 1), val, sizeof(val))) {
+            !url_decode(eq + 1, (size_t)(stop - eq - 1), val, sizeof(val))) {
             sg_api_error(req, 400, "malformed query string");
             return false;
         }
@@ -127,8 +130,9 @@ static bool parse_query(query_op_t *op, h2o_req_t *req)
             }
             op->limit = (int)l;
         } else if (strcmp(key, "format") == 0) {
-            op->format = strcmp(val, "jsonl") == 0 ? FMT_JSONL : strcmp(val, "csv") == 0 ? FMT_CSV
-                    : FMT_JSON;
+            op->format = strcmp(val, "jsonl") == 0 ? FMT_JSONL
+                         : strcmp(val, "csv") == 0 ? FMT_CSV
+                                                   : FMT_JSON;
             if (op->format == FMT_JSON && strcmp(val, "json") != 0) {
                 sg_api_error(req, 400, "format must be json, jsonl or csv");
                 return false;
@@ -197,7 +201,7 @@ static void write_page(query_op_t *op, const PGresult *res, sg_buf_t *b, sg_buf_
     if (n == op->limit) {
         char raw[2 * MAX_PARAM + 2];
         int len = snprintf(raw, sizeof(raw), "%s|%s", PQgetvalue(res, n - 1, SG_AQ_TS),
-                PQgetvalue(res, n - 1, SG_AQ_ID));
+                           PQgetvalue(res, n - 1, SG_AQ_ID));
         for (int i = 0; i < len && (size_t)i < sizeof(raw); i++) {
             sg_buf_printf(cursor, "%02x", (unsigned char)raw[i]);
         }
@@ -247,8 +251,8 @@ static void on_rows(sg_pg_query_t *q, int status, const PGresult *res)
         /* the caller is gone */
     } else if (status != SG_OK) {
         sg_api_error(op->guard.req, status == SG_EBACKEND ? 400 : 503,
-                status == SG_EBACKEND ? "the query was refused (check since/until)"
-                                      : "PostgreSQL unavailable");
+                     status == SG_EBACKEND ? "the query was refused (check since/until)"
+                                           : "PostgreSQL unavailable");
     } else {
         sg_buf_t b = SG_BUF_INIT, cursor = SG_BUF_INIT;
         write_page(op, res, &b, &cursor);
@@ -256,10 +260,10 @@ static void on_rows(sg_pg_query_t *q, int status, const PGresult *res)
             sg_http_add_header(op->guard.req, "x-next-cursor", sg_buf_str(&cursor));
         }
         sg_http_reply(op->guard.req, 200,
-                op->format == FMT_CSV       ? "text/csv; charset=utf-8"
-                        : op->format == FMT_JSONL ? "application/jsonl"
-                                                  : "application/json",
-                sg_buf_str(&b));
+                      op->format == FMT_CSV     ? "text/csv; charset=utf-8"
+                      : op->format == FMT_JSONL ? "application/jsonl"
+                                                : "application/json",
+                      sg_buf_str(&b));
         sg_buf_dispose(&b);
         sg_buf_dispose(&cursor);
     }
@@ -275,8 +279,8 @@ void sg_api_audit_query(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *
         return;
     }
     sg_audit_filter_t f = { .limit = op->limit };
-    const char **slots[] = { &f.tenant, &f.identity, &f.tool, &f.decision, &f.since, &f.until,
-        &f.after_ts, &f.after_id };
+    const char **slots[] = { &f.tenant, &f.identity, &f.tool,     &f.decision,
+                             &f.since,  &f.until,    &f.after_ts, &f.after_id };
     for (size_t i = 0; i < SG_ARRAY_LEN(slots); i++) {
         *slots[i] = op->params[i][0] != '\0' ? op->params[i] : NULL;
     }

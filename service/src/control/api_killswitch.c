@@ -71,7 +71,7 @@ static void flip_answer(flip_t *f)
         sg_buf_append_cstr(&b, "null");
     }
     sg_buf_printf(&b, ",\"engaged\":%s,\"recorded\":%s}", f->engaged ? "true" : "false",
-            f->recorded ? "true" : "false");
+                  f->recorded ? "true" : "false");
     sg_http_reply_json(f->guard.req, 200, sg_buf_str(&b));
     sg_buf_dispose(&b);
 }
@@ -84,7 +84,7 @@ static void on_audited(sg_pg_query_t *q, int status, const PGresult *res)
     f->recorded = status == SG_OK;
     if (!f->recorded) {
         SG_LOG_ERROR(&f->c->log, "kill switch flip not recorded in admin_actions: %s",
-                sg_err_name(status));
+                     sg_err_name(status));
     }
     flip_answer(f);
     sg_http_guard_unref(&f->guard);
@@ -100,9 +100,11 @@ static void on_published(sg_redis_cmd_t *cmd, int status, const redisReply *repl
 
 static void record(flip_t *f)
 {
-    sg_admin_action_t a = { .actor = f->actor, .action = "killswitch.set",
-        .tenant = f->tenant[0] != '\0' ? f->tenant : NULL, .target = f->key,
-        .details = f->details };
+    sg_admin_action_t a = { .actor = f->actor,
+                            .action = "killswitch.set",
+                            .tenant = f->tenant[0] != '\0' ? f->tenant : NULL,
+                            .target = f->key,
+                            .details = f->details };
     sg_admin_store_record(f->c->pg, &f->audit, &a, on_audited);
 }
 
@@ -111,14 +113,14 @@ static void on_set(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
     flip_t *f = SG_CONTAINER_OF(cmd, flip_t, cmd);
     f->redis_done = true;
     f->redis_status = status == SG_OK && reply != NULL && reply->type != REDIS_REPLY_ERROR
-            ? SG_OK
-            : SG_EBACKEND;
+                              ? SG_OK
+                              : SG_EBACKEND;
     if (f->redis_status == SG_OK) {
         SG_LOG_WARN(&f->c->log, "kill switch %s %s by %s", f->key,
-                f->engaged ? "ENGAGED" : "released", f->actor);
+                    f->engaged ? "ENGAGED" : "released", f->actor);
         sg_http_guard_ref(&f->guard); /* the publish holds one */
         sg_redis_command(f->c->redis, &f->pub, REDIS_TIMEOUT_MS, on_published, "PUBLISH %s %s",
-                SG_CHANNEL_EVENTS, SG_EVENT_KILLSWITCH);
+                         SG_CHANNEL_EVENTS, SG_EVENT_KILLSWITCH);
         record(f); /* the record keeps the caller's reference until on_audited */
         return;
     }
@@ -129,7 +131,7 @@ static void on_set(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
 
 /* Reads a string member into out (validated name); adds a problem when it is wrong. */
 static void read_name(sg_str_t body, const char *key, bool required, char *out, size_t cap,
-        sg_buf_t *problems)
+                      sg_buf_t *problems)
 {
     sg_str_t v, plain;
     char pointer[32];
@@ -175,18 +177,19 @@ static void validate_flip(sg_str_t body, flip_t *f, sg_buf_t *problems)
     sg_str_t v, reason;
     check_members(body, problems);
     if (sg_json_object_get(body, "scope", &v) != SG_OK ||
-            (!sg_json_string_eq(v, "global") && !sg_json_string_eq(v, "tenant") &&
-                    !sg_json_string_eq(v, "identity"))) {
+        (!sg_json_string_eq(v, "global") && !sg_json_string_eq(v, "tenant") &&
+         !sg_json_string_eq(v, "identity"))) {
         sg_api_problem(problems, "/scope", "must be \"global\", \"tenant\" or \"identity\"");
     } else {
         snprintf(f->scope, sizeof(f->scope), "%s",
-                sg_json_string_eq(v, "global") ? "global"
-                        : sg_json_string_eq(v, "tenant") ? "tenant" : "identity");
+                 sg_json_string_eq(v, "global")   ? "global"
+                 : sg_json_string_eq(v, "tenant") ? "tenant"
+                                                  : "identity");
     }
     bool need_tenant = strcmp(f->scope, "tenant") == 0 || strcmp(f->scope, "identity") == 0;
     read_name(body, "tenant", need_tenant, f->tenant, sizeof(f->tenant), problems);
-    read_name(body, "identity", strcmp(f->scope, "identity") == 0, f->identity,
-            sizeof(f->identity), problems);
+    read_name(body, "identity", strcmp(f->scope, "identity") == 0, f->identity, sizeof(f->identity),
+              problems);
     if (strcmp(f->scope, "global") == 0 && (f->tenant[0] != '\0' || f->identity[0] != '\0')) {
         sg_api_problem(problems, "/scope", "a global switch takes no tenant or identity");
     }
@@ -194,13 +197,13 @@ static void validate_flip(sg_str_t body, flip_t *f, sg_buf_t *problems)
         sg_api_problem(problems, "/identity", "use scope \"identity\" for an identity switch");
     }
     if (sg_json_object_get(body, "engaged", &v) != SG_OK ||
-            (sg_json_type(v) != SG_JSON_TRUE && sg_json_type(v) != SG_JSON_FALSE)) {
+        (sg_json_type(v) != SG_JSON_TRUE && sg_json_type(v) != SG_JSON_FALSE)) {
         sg_api_problem(problems, "/engaged", "must be true or false");
     } else {
         f->engaged = sg_json_type(v) == SG_JSON_TRUE;
     }
     if (sg_json_object_get(body, "reason", &reason) != SG_OK ||
-            sg_json_type(reason) != SG_JSON_STRING || reason.len < 3 || reason.len > 1002) {
+        sg_json_type(reason) != SG_JSON_STRING || reason.len < 3 || reason.len > 1002) {
         sg_api_problem(problems, "/reason", "required: a string of 1-1000 characters");
     }
 }
@@ -238,7 +241,7 @@ void sg_api_killswitch_post(sg_control_t *c, h2o_req_t *req, const sg_api_params
     }
     sg_buf_t details = SG_BUF_INIT;
     sg_buf_printf(&details, "{\"scope\":\"%s\",\"engaged\":%s,\"reason\":", f->scope,
-            f->engaged ? "true" : "false");
+                  f->engaged ? "true" : "false");
     sg_buf_append_str(&details, reason);
     sg_buf_append_char(&details, '}');
     f->details = sg_buf_steal(&details, NULL);
@@ -314,8 +317,8 @@ static void on_scan(sg_redis_cmd_t *cmd, int status, const redisReply *reply);
 static void scan_next(listing_t *l)
 {
     /* values are read with the keys: the Lua script keeps the scan + GET atomic per batch */
-    sg_redis_command(l->c->redis, &l->cmd, REDIS_TIMEOUT_MS, on_scan,
-            "EVAL %s 0 %s",
+    sg_redis_command(
+            l->c->redis, &l->cmd, REDIS_TIMEOUT_MS, on_scan, "EVAL %s 0 %s",
             "local r = redis.call('SCAN', ARGV[1], 'MATCH', 'sg:{*}:killswitch*', 'COUNT', 1000) "
             "local out = {r[1]} for _, k in ipairs(r[2]) do "
             "if redis.call('GET', k) == '1' then table.insert(out, k) end end return out",
@@ -326,7 +329,7 @@ static void on_scan(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
 {
     listing_t *l = SG_CONTAINER_OF(cmd, listing_t, cmd);
     if (status != SG_OK || reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-            reply->elements < 1 || reply->element[0]->type != REDIS_REPLY_STRING) {
+        reply->elements < 1 || reply->element[0]->type != REDIS_REPLY_STRING) {
         listing_answer(l, SG_EBACKEND);
         sg_http_guard_unref(&l->guard);
         return;

@@ -50,10 +50,10 @@ static void write_result(sg_buf_t *b, const sg_policy_result_t *r, sg_tool_class
     sg_buf_append_cstr(b, ",\"reason\":");
     sg_json_write_cstr(b, r->reason);
     sg_buf_printf(b, ",\"class\":\"%s\",\"escalated\":%s", sg_policy_class_name(cls),
-            r->escalated ? "true" : "false");
+                  r->escalated ? "true" : "false");
     if (r->has_shadow) {
         sg_buf_printf(b, ",\"shadow\":{\"decision\":\"%s\",\"rule\":",
-                sg_policy_decision_name(r->shadow_decision));
+                      sg_policy_decision_name(r->shadow_decision));
         sg_json_write_cstr(b, r->shadow_rule);
         sg_buf_printf(b, ",\"would_decide\":%s}", r->shadow_decisive ? "true" : "false");
     }
@@ -61,8 +61,9 @@ static void write_result(sg_buf_t *b, const sg_policy_result_t *r, sg_tool_class
     for (size_t i = 0; i < r->ntrace; i++) {
         sg_buf_append_cstr(b, i == 0 ? "{\"rule\":" : ",{\"rule\":");
         sg_json_write_cstr(b, r->trace[i].rule);
-        sg_buf_printf(b, ",\"matched\":%s,\"shadow\":%s,\"why\":",
-                r->trace[i].matched ? "true" : "false", r->trace[i].shadow ? "true" : "false");
+        sg_buf_printf(
+                b, ",\"matched\":%s,\"shadow\":%s,\"why\":", r->trace[i].matched ? "true" : "false",
+                r->trace[i].shadow ? "true" : "false");
         sg_json_write_cstr(b, r->trace[i].why != NULL ? r->trace[i].why : "");
         sg_buf_append_char(b, '}');
     }
@@ -72,8 +73,8 @@ static void write_result(sg_buf_t *b, const sg_policy_result_t *r, sg_tool_class
 static void evaluate(eval_op_t *op, const sg_tenant_t *t)
 {
     sg_str_t body = { op->body, op->body_len };
-    sg_buf_t s_id = SG_BUF_INIT, s_tool = SG_BUF_INIT, s_method = SG_BUF_INIT,
-             s_up = SG_BUF_INIT, s_class = SG_BUF_INIT;
+    sg_buf_t s_id = SG_BUF_INIT, s_tool = SG_BUF_INIT, s_method = SG_BUF_INIT, s_up = SG_BUF_INIT,
+             s_class = SG_BUF_INIT;
     sg_str_t identity = member_string(body, "identity", &s_id);
     sg_str_t tool = member_string(body, "tool", &s_tool);
     sg_str_t method = member_string(body, "method", &s_method);
@@ -86,7 +87,8 @@ static void evaluate(eval_op_t *op, const sg_tenant_t *t)
         }
     }
     sg_str_t args = SG_STR_NULL;
-    if (sg_json_object_get(body, "arguments", &args) != SG_OK || sg_json_type(args) != SG_JSON_OBJECT) {
+    if (sg_json_object_get(body, "arguments", &args) != SG_OK ||
+        sg_json_type(args) != SG_JSON_OBJECT) {
         args = SG_STR_NULL;
     }
     sg_tool_class_t cls;
@@ -101,10 +103,15 @@ static void evaluate(eval_op_t *op, const sg_tenant_t *t)
         if (cls_name.len == 0) {
             cls = sg_policy_classify(t->policy, tool, SG_STR_NULL);
         }
-        sg_policy_input_t in = { .identity = identity, .roles = id->roles, .nroles = id->nroles,
-            .tool = tool, .upstream = upstream,
-            .method = method.len != 0 ? method : SG_STR_LIT("tools/call"), .tool_class = cls,
-            .arguments = args, .want_trace = true };
+        sg_policy_input_t in = { .identity = identity,
+                                 .roles = id->roles,
+                                 .nroles = id->nroles,
+                                 .tool = tool,
+                                 .upstream = upstream,
+                                 .method = method.len != 0 ? method : SG_STR_LIT("tools/call"),
+                                 .tool_class = cls,
+                                 .arguments = args,
+                                 .want_trace = true };
         sg_policy_result_t r;
         sg_policy_eval(t->policy, &in, &r);
         sg_buf_t out = SG_BUF_INIT;
@@ -131,7 +138,7 @@ static void on_current(sg_pg_query_t *q, int status, const PGresult *res)
     } else if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 2), "f") != 0) {
         sg_api_error(op->guard.req, 404, "no such tenant");
     } else if (sg_tenant_parse(PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1), &t, NULL) !=
-            SG_OK) {
+               SG_OK) {
         sg_api_error(op->guard.req, 500, "the stored configuration does not compile");
     } else {
         evaluate(op, t);

@@ -88,11 +88,13 @@ static void on_published(sg_tenant_publish_t *p, int status)
 {
     tenant_op_t *op = SG_CONTAINER_OF(p, tenant_op_t, pub);
     if (status != SG_OK) {
-        SG_LOG_ERROR(&op->c->log, "tenant %s version %" PRId64 " stored but not published in "
-                                  "Redis; the recovery loop retries",
-                op->tenant, op->new_version);
-        op_reply(op, 503, "stored in PostgreSQL, but Redis did not take it yet; it will be "
-                          "published by the recovery loop");
+        SG_LOG_ERROR(&op->c->log,
+                     "tenant %s version %" PRId64 " stored but not published in "
+                     "Redis; the recovery loop retries",
+                     op->tenant, op->new_version);
+        op_reply(op, 503,
+                 "stored in PostgreSQL, but Redis did not take it yet; it will be "
+                 "published by the recovery loop");
     } else {
         op_reply(op, 200, NULL);
     }
@@ -102,7 +104,7 @@ static void on_published(sg_tenant_publish_t *p, int status)
 static void publish(tenant_op_t *op)
 {
     sg_tenant_store_publish(op->c->redis, &op->pub, op->tenant, op->new_version, op->new_text,
-            on_published);
+                            on_published);
 }
 
 static void on_inserted(sg_pg_query_t *q, int status, const PGresult *res)
@@ -112,7 +114,7 @@ static void on_inserted(sg_pg_query_t *q, int status, const PGresult *res)
         const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         bool conflict = state != NULL && strcmp(state, "23505") == 0;
         op_reply(op, conflict ? 409 : 503,
-                conflict ? "the tenant changed concurrently; retry" : "PostgreSQL unavailable");
+                 conflict ? "the tenant changed concurrently; retry" : "PostgreSQL unavailable");
         sg_http_guard_unref(&op->guard);
         return;
     }
@@ -121,18 +123,21 @@ static void on_inserted(sg_pg_query_t *q, int status, const PGresult *res)
 
 static void insert(tenant_op_t *op, const char *action)
 {
-    sg_tenant_row_t row = { .tenant = op->tenant, .version = op->new_version,
-        .config_text = op->new_text != NULL ? op->new_text : "{}",
-        .deleted = op->new_text == NULL, .actor = op->actor, .action = action,
-        .details = op->details };
+    sg_tenant_row_t row = { .tenant = op->tenant,
+                            .version = op->new_version,
+                            .config_text = op->new_text != NULL ? op->new_text : "{}",
+                            .deleted = op->new_text == NULL,
+                            .actor = op->actor,
+                            .action = action,
+                            .details = op->details };
     sg_tenant_store_insert(op->c->pg, &op->q, &row, on_inserted);
 }
 
 /* ---- reading the latest row ---- */
 
 typedef struct current {
-    bool exists; /* a live (not deleted) row */
-    int64_t version; /* of the latest row, deleted or not; 0 when none */
+    bool exists;      /* a live (not deleted) row */
+    int64_t version;  /* of the latest row, deleted or not; 0 when none */
     const char *text; /* borrowed from the PGresult */
 } current_t;
 
@@ -154,7 +159,7 @@ static int read_current(int status, const PGresult *res, current_t *cur)
 
 /* Decides each identity's key: supplied, kept from the current document, or generated. */
 static void bootstrap_keys(tenant_op_t *op, const current_t *cur, char (*hashes)[65],
-        sg_buf_t *idents)
+                           sg_buf_t *idents)
 {
     size_t n = sg_bootstrap_identity_count(op->boot);
     for (size_t i = 0; i < n; i++) {
@@ -167,8 +172,7 @@ static void bootstrap_keys(tenant_op_t *op, const current_t *cur, char (*hashes)
         if (supplied != NULL) {
             sg_sha256_hex(supplied, strlen(supplied), hashes[i]);
             sg_buf_append_cstr(idents, ",\"api_key\":null,\"key\":\"supplied\"}");
-        } else if (cur->exists &&
-                sg_doc_identity_keys(sg_str(cur->text), name, &keys) == SG_OK) {
+        } else if (cur->exists && sg_doc_identity_keys(sg_str(cur->text), name, &keys) == SG_OK) {
             memset(hashes[i], '0', 64); /* replaced by the kept keys below */
             hashes[i][64] = '\0';
             sg_buf_append_cstr(idents, ",\"api_key\":null,\"key\":\"kept\"}");
@@ -184,7 +188,7 @@ static void bootstrap_keys(tenant_op_t *op, const current_t *cur, char (*hashes)
 
 /* The stored document at version, with kept identities' keys copied from the current one. */
 static int bootstrap_doc(tenant_op_t *op, const current_t *cur, int64_t version,
-        const char *const *hashes, char **out)
+                         const char *const *hashes, char **out)
 {
     sg_buf_t doc = SG_BUF_INIT;
     if (sg_bootstrap_expand(op->boot, version, hashes, &doc) != SG_OK) {
@@ -196,7 +200,7 @@ static int bootstrap_doc(tenant_op_t *op, const current_t *cur, int64_t version,
         const char *name = sg_bootstrap_identity_name(op->boot, i);
         sg_str_t keys;
         if (sg_bootstrap_identity_api_key(op->boot, i) != NULL ||
-                sg_doc_identity_keys(sg_str(cur->text), name, &keys) != SG_OK) {
+            sg_doc_identity_keys(sg_str(cur->text), name, &keys) != SG_OK) {
             continue;
         }
         sg_buf_t next = SG_BUF_INIT;
@@ -231,7 +235,7 @@ static void on_bootstrap_current(sg_pg_query_t *q, int status, const PGresult *r
     char *same = NULL;
     int rc = SG_OK;
     if (cur.exists && bootstrap_doc(op, &cur, cur.version, hash_ptrs, &same) == SG_OK &&
-            strcmp(same, cur.text) == 0) {
+        strcmp(same, cur.text) == 0) {
         op->unchanged = true; /* the same payload again: nothing to write */
         op->new_version = cur.version;
         op->new_text = same;
@@ -242,7 +246,7 @@ static void on_bootstrap_current(sg_pg_query_t *q, int status, const PGresult *r
     }
     free(same);
     sg_buf_printf(&op->answer, ",\"unchanged\":%s,\"identities\":[",
-            op->unchanged ? "true" : "false");
+                  op->unchanged ? "true" : "false");
     sg_buf_append_str(&op->answer, sg_buf_str(&idents));
     sg_buf_append_char(&op->answer, ']');
     sg_buf_dispose(&idents);
@@ -320,7 +324,8 @@ static void on_keys_current(sg_pg_query_t *q, int status, const PGresult *res)
     sg_str_t old_keys;
     if (read_current(status, res, &cur) != SG_OK) {
         op_reply(op, 503, "PostgreSQL unavailable; nothing changed");
-    } else if (!cur.exists || sg_doc_identity_keys(sg_str(cur.text), op->identity, &old_keys) != SG_OK) {
+    } else if (!cur.exists ||
+               sg_doc_identity_keys(sg_str(cur.text), op->identity, &old_keys) != SG_OK) {
         op_reply(op, 404, "no such tenant or identity");
     } else {
         sg_buf_t keys = SG_BUF_INIT;
@@ -335,7 +340,7 @@ static void on_keys_current(sg_pg_query_t *q, int status, const PGresult *res)
             sg_buf_append_cstr(&op->answer, ",\"api_key\":");
             sg_json_write_cstr(&op->answer, key);
             sg_buf_printf(&op->answer, ",\"key_id\":\"%.16s\",\"old_keys_expire_at_ms\":%" PRIu64,
-                    sha, op->grace_s > 0 ? now + (uint64_t)op->grace_s * 1000 : now);
+                          sha, op->grace_s > 0 ? now + (uint64_t)op->grace_s * 1000 : now);
             memset(key, 0, sizeof(key));
         } else {
             ok = sg_doc_remove_key(old_keys, op->key_id, &keys);
@@ -358,7 +363,7 @@ static void on_keys_current(sg_pg_query_t *q, int status, const PGresult *res)
 }
 
 static tenant_op_t *new_op(sg_control_t *c, h2o_req_t *req, op_kind_t kind,
-        const sg_api_params_t *p)
+                           const sg_api_params_t *p)
 {
     if (!sg_name_is_valid(sg_str(p->v[0])) || (p->n > 1 && !sg_name_is_valid(sg_str(p->v[1])))) {
         sg_api_error(req, 404, "no such tenant or identity");
@@ -387,7 +392,7 @@ void sg_api_key_rotate(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p
         sg_str_t k;
         while (sg_json_object_next(&it, &k, &v) == 1) {
             if (!sg_json_string_eq(k, "grace_s") || sg_json_int64(v, &grace) != SG_OK ||
-                    grace < 0 || grace > MAX_GRACE_S) {
+                grace < 0 || grace > MAX_GRACE_S) {
                 sg_api_problems(req, SG_STR_LIT("[{\"pointer\":\"/grace_s\",\"error\":\"the only "
                                                 "member: seconds the old keys stay valid, "
                                                 "0..2592000\"}]"));
@@ -402,7 +407,7 @@ void sg_api_key_rotate(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p
     op->grace_s = grace;
     char details[128];
     snprintf(details, sizeof(details), "{\"identity\":\"%s\",\"grace_s\":%" PRId64 "}",
-            op->identity, grace);
+             op->identity, grace);
     op->details = sg_xstrdup(details);
     sg_tenant_store_current(c->pg, &op->q, op->tenant, on_keys_current);
 }
@@ -422,7 +427,7 @@ void sg_api_key_delete(sg_control_t *c, h2o_req_t *req, const sg_api_params_t *p
     snprintf(op->key_id, sizeof(op->key_id), "%s", p->v[2]);
     char details[200];
     snprintf(details, sizeof(details), "{\"identity\":\"%s\",\"key_id\":\"%s\"}", op->identity,
-            op->key_id);
+             op->key_id);
     op->details = sg_xstrdup(details);
     sg_tenant_store_current(c->pg, &op->q, op->tenant, on_keys_current);
 }

@@ -6,9 +6,10 @@
  */
 #include "control/control.h"
 
-#include <sys/socket.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -177,7 +178,7 @@ static int on_admin_api(void *data, h2o_req_t *req)
     if (status != 0) {
         if (status == 401) {
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-                    H2O_STRLIT("Bearer realm=\"sentinel-gate-admin\""));
+                           H2O_STRLIT("Bearer realm=\"sentinel-gate-admin\""));
         } else {
             SG_LOG_WARN(&c->log, "admin request with a wrong token refused");
         }
@@ -194,13 +195,13 @@ static int on_admin_api(void *data, h2o_req_t *req)
         }
         path_known = true;
         if (h2o_memis(req->method.base, req->method.len, routes[i].method,
-                    strlen(routes[i].method))) {
+                      strlen(routes[i].method))) {
             routes[i].handler(c, req, &p);
             return 0;
         }
     }
     sg_api_error(req, path_known ? 405 : 404,
-            path_known ? "method not allowed" : "no such admin endpoint");
+                 path_known ? "method not allowed" : "no such admin endpoint");
     return 0;
 }
 
@@ -217,7 +218,7 @@ sg_control_t *sg_control_new(sg_runtime_t *rt, sg_error_t *err)
     sg_audit_query_prepare(c->pg);
     sg_http_server_route(sg_runtime_http(rt), API_PREFIX, on_admin_api, c);
     c->recovery = sg_recovery_new(sg_runtime_loop(rt), c->redis, c->pg,
-            (uint64_t)sg_runtime_settings(rt)->recovery_interval_ms);
+                                  (uint64_t)sg_runtime_settings(rt)->recovery_interval_ms);
     return c;
 }
 

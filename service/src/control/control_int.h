@@ -32,7 +32,8 @@ typedef void (*sg_api_handler)(sg_control_t *c, h2o_req_t *req, const sg_api_par
 
 /* {"error": message} with status. */
 void sg_api_error(h2o_req_t *req, int status, const char *message);
-/* 400 with {"error": "invalid request", "problems": [{pointer, error}, ...]} (problems_json is the array text). */
+/* 400 with {"error": "invalid request", "problems": [{pointer, error}, ...]} (problems_json is the
+ * array text). */
 void sg_api_problems(h2o_req_t *req, sg_str_t problems_json);
 /* Appends one {pointer, error} object to a problems array under construction. */
 void sg_api_problem(sg_buf_t *problems, const char *pointer, const char *error);

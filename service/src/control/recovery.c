@@ -26,7 +26,7 @@ struct sg_recovery {
     sg_pg_query_t q;
     sg_redis_cmd_t hgetall;
     sg_tenant_publish_t pub;
-    PGresult *rows; /* the pass's PostgreSQL view, owned */
+    PGresult *rows;     /* the pass's PostgreSQL view, owned */
     char **redis_names; /* sg:tenants as seen by this pass */
     int64_t *redis_versions;
     size_t nredis;
@@ -37,7 +37,7 @@ struct sg_recovery {
 };
 
 static SG_METRIC_DEFINE(m_restored, SG_METRIC_COUNTER, "sg_recovery_restored_total", NULL,
-        "tenant configurations re-published to Redis from PostgreSQL");
+                        "tenant configurations re-published to Redis from PostgreSQL");
 
 static void schedule(sg_recovery_t *r, uint64_t ms);
 
@@ -94,11 +94,12 @@ static void next_tenant(sg_recovery_t *r)
         if (deleted ? have < 0 : have == version) {
             continue;
         }
-        SG_LOG_WARN(&r->log, "tenant %s: Redis has %" PRId64 ", PostgreSQL %s version %" PRId64
-                             "; re-publishing",
-                tenant, have, deleted ? "deleted it at" : "has", version);
+        SG_LOG_WARN(&r->log,
+                    "tenant %s: Redis has %" PRId64 ", PostgreSQL %s version %" PRId64
+                    "; re-publishing",
+                    tenant, have, deleted ? "deleted it at" : "has", version);
         sg_tenant_store_publish(r->redis, &r->pub, tenant, version,
-                deleted ? NULL : PQgetvalue(r->rows, i, 2), on_restored);
+                                deleted ? NULL : PQgetvalue(r->rows, i, 2), on_restored);
         return;
     }
     end_pass(r);
@@ -115,9 +116,9 @@ static void on_pointers(sg_redis_cmd_t *cmd, int status, const redisReply *reply
     r->redis_versions = sg_xcalloc(reply->elements / 2 + 1, sizeof(int64_t));
     for (size_t i = 0; i + 1 < reply->elements; i += 2) {
         if (reply->element[i]->type == REDIS_REPLY_STRING &&
-                reply->element[i + 1]->type == REDIS_REPLY_STRING) {
-            r->redis_names[r->nredis] = sg_xmemdup(reply->element[i]->str,
-                    (size_t)reply->element[i]->len);
+            reply->element[i + 1]->type == REDIS_REPLY_STRING) {
+            r->redis_names[r->nredis] =
+                    sg_xmemdup(reply->element[i]->str, (size_t)reply->element[i]->len);
             r->redis_versions[r->nredis++] = strtoll(reply->element[i + 1]->str, NULL, 10);
         }
     }
@@ -154,7 +155,7 @@ static void schedule(sg_recovery_t *r, uint64_t ms)
 }
 
 sg_recovery_t *sg_recovery_new(sg_loop_t *loop, sg_redis_t *redis, sg_pg_t *pg,
-        uint64_t interval_ms)
+                               uint64_t interval_ms)
 {
     sg_metrics_register(&m_restored);
     sg_recovery_t *r = sg_xcalloc(1, sizeof(*r));

@@ -10,7 +10,7 @@ typedef struct sg_recovery sg_recovery_t;
 
 /* Starts the loop (first pass shortly after start, then every interval_ms). */
 sg_recovery_t *sg_recovery_new(sg_loop_t *loop, sg_redis_t *redis, sg_pg_t *pg,
-        uint64_t interval_ms);
+                               uint64_t interval_ms);
 /*
  * Stops it. Call after the stores were closed (sg_runtime_close_stores), so no
  * callback of a pass in flight can arrive later.

@@ -47,7 +47,7 @@ int sg_doc_identity_keys(sg_str_t doc, const char *identity, sg_str_t *keys)
 {
     sg_str_t ident;
     if (find_identity(doc, identity, &ident) != SG_OK ||
-            sg_json_object_get(ident, "keys", keys) != SG_OK) {
+        sg_json_object_get(ident, "keys", keys) != SG_OK) {
         return SG_ENOTFOUND;
     }
     return SG_OK;
@@ -84,7 +84,7 @@ static void append_key(sg_buf_t *out, bool *first, sg_str_t sha, uint64_t expire
 }
 
 void sg_doc_rotate_keys(sg_str_t old_keys, const char *new_sha256, uint64_t now_ms,
-        uint64_t grace_ms, sg_buf_t *out)
+                        uint64_t grace_ms, sg_buf_t *out)
 {
     bool first = true;
     char quoted[70];
@@ -98,7 +98,8 @@ void sg_doc_rotate_keys(sg_str_t old_keys, const char *new_sha256, uint64_t now_
         if (sg_json_object_get(item, "sha256", &sha) != SG_OK) {
             continue;
         }
-        if (sg_json_object_get(item, "expires_ms", &exp) != SG_OK || sg_json_int64(exp, &e) != SG_OK) {
+        if (sg_json_object_get(item, "expires_ms", &exp) != SG_OK ||
+            sg_json_int64(exp, &e) != SG_OK) {
             e = 0;
         }
         if (e != 0 && (uint64_t)e <= now_ms) {
@@ -117,8 +118,9 @@ bool sg_doc_remove_key(sg_str_t old_keys, const char *id, sg_buf_t *out)
     sg_str_t item, sha, plain;
     sg_buf_append_char(out, '[');
     while (sg_json_array_next(&it, &item) == 1) {
-        if (sg_json_object_get(item, "sha256", &sha) == SG_OK && sg_json_string_plain(sha, &plain) &&
-                plain.len >= strlen(id) && memcmp(plain.ptr, id, strlen(id)) == 0 && !removed) {
+        if (sg_json_object_get(item, "sha256", &sha) == SG_OK &&
+            sg_json_string_plain(sha, &plain) && plain.len >= strlen(id) &&
+            memcmp(plain.ptr, id, strlen(id)) == 0 && !removed) {
             removed = true;
             continue;
         }

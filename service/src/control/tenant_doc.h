@@ -19,7 +19,7 @@ void sg_doc_new_key(char key[SG_API_KEY_LEN + 1], char sha256_hex[65]);
 int sg_doc_identity_keys(sg_str_t doc, const char *identity, sg_str_t *keys) SG_MUSTCHECK;
 /* doc with identity's "keys" replaced by keys_raw, appended to out; SG_ENOTFOUND if absent. */
 int sg_doc_set_identity_keys(sg_str_t doc, const char *identity, sg_str_t keys_raw,
-        sg_buf_t *out) SG_MUSTCHECK;
+                             sg_buf_t *out) SG_MUSTCHECK;
 /* doc with its "version" replaced, appended to out. */
 int sg_doc_set_version(sg_str_t doc, int64_t version, sg_buf_t *out) SG_MUSTCHECK;
 /*
@@ -28,7 +28,7 @@ int sg_doc_set_version(sg_str_t doc, int64_t version, sg_buf_t *out) SG_MUSTCHEC
  * grace_ms 0 the old keys are dropped.
  */
 void sg_doc_rotate_keys(sg_str_t old_keys, const char *new_sha256, uint64_t now_ms,
-        uint64_t grace_ms, sg_buf_t *out);
+                        uint64_t grace_ms, sg_buf_t *out);
 /* Appends old_keys without the key whose sha256 starts with id; false when none matched. */
 bool sg_doc_remove_key(sg_str_t old_keys, const char *id, sg_buf_t *out);
 

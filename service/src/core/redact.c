@@ -7,9 +7,11 @@
 
 #define MAX_DEPTH 32
 
-static const char *const secret_words[] = { "password", "passwd", "secret", "token", "apikey",
-    "api_key", "api-key", "authorization", "cookie", "credential", "private_key",
-    "privatekey", "bearer", "signature", "access_key", "accesskey" };
+static const char *const secret_words[] = {
+    "password", "passwd",        "secret",     "token",      "apikey",      "api_key",
+    "api-key",  "authorization", "cookie",     "credential", "private_key", "privatekey",
+    "bearer",   "signature",     "access_key", "accesskey"
+};
 
 bool sg_redact_is_secret_name(sg_str_t name)
 {
@@ -51,7 +53,7 @@ static void redact(sg_str_t v, sg_buf_t *out, int depth)
         if (type == SG_JSON_OBJECT) {
             sg_buf_t name = SG_BUF_INIT;
             bool secret = sg_json_string_decode(key, &name) == SG_OK &&
-                    sg_redact_is_secret_name(sg_buf_str(&name));
+                          sg_redact_is_secret_name(sg_buf_str(&name));
             sg_buf_dispose(&name);
             sg_buf_append_str(out, key);
             sg_buf_append_char(out, ':');

@@ -21,7 +21,7 @@ static void b64url_encode(sg_buf_t *out, const uint8_t *p, size_t n)
     for (; i + 3 <= n; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
         char c[4] = { b64url[v >> 18], b64url[(v >> 12) & 63], b64url[(v >> 6) & 63],
-            b64url[v & 63] };
+                      b64url[v & 63] };
         sg_buf_append(out, c, 4);
     }
     if (n - i == 1) {
@@ -106,7 +106,7 @@ static void mac(const uint8_t *key, size_t keylen, const void *p, size_t n, uint
 }
 
 int sg_session_token_issue(const uint8_t *key, size_t keylen, sg_session_claims_t *claims,
-        sg_buf_t *out)
+                           sg_buf_t *out)
 {
     uint8_t nonce[16];
     sg_random_bytes(nonce, sizeof(nonce));
@@ -115,7 +115,7 @@ int sg_session_token_issue(const uint8_t *key, size_t keylen, sg_session_claims_
     }
     sg_buf_t payload = SG_BUF_INIT;
     sg_buf_printf(&payload, "%s%c%s%c%s%c%llu%c%s", claims->tenant, SEP, claims->identity, SEP,
-            claims->version, SEP, (unsigned long long)claims->issued_ms, SEP, claims->nonce);
+                  claims->version, SEP, (unsigned long long)claims->issued_ms, SEP, claims->nonce);
     uint8_t m[32];
     mac(key, keylen, payload.data, payload.len, m);
     sg_buf_append_cstr(out, "s1.");
@@ -146,10 +146,10 @@ static int parse_payload(const uint8_t *pl, size_t n, sg_session_claims_t *c)
     const char *end = p + n;
     char issued[24];
     if (!take_field(&p, end, c->tenant, sizeof(c->tenant)) ||
-            !take_field(&p, end, c->identity, sizeof(c->identity)) ||
-            !take_field(&p, end, c->version, sizeof(c->version)) ||
-            !take_field(&p, end, issued, sizeof(issued)) ||
-            !take_field(&p, end, c->nonce, sizeof(c->nonce)) || p != end) {
+        !take_field(&p, end, c->identity, sizeof(c->identity)) ||
+        !take_field(&p, end, c->version, sizeof(c->version)) ||
+        !take_field(&p, end, issued, sizeof(issued)) ||
+        !take_field(&p, end, c->nonce, sizeof(c->nonce)) || p != end) {
         return SG_ESESSION;
     }
     char *e = NULL;
@@ -158,7 +158,7 @@ static int parse_payload(const uint8_t *pl, size_t n, sg_session_claims_t *c)
 }
 
 int sg_session_token_verify(const uint8_t *key, size_t keylen, sg_str_t token, uint64_t now_ms,
-        uint64_t ttl_ms, sg_session_claims_t *claims)
+                            uint64_t ttl_ms, sg_session_claims_t *claims)
 {
     if (token.len < 4 || token.len > SG_SESSION_TOKEN_MAX || memcmp(token.ptr, "s1.", 3) != 0) {
         return SG_ESESSION;

@@ -18,21 +18,21 @@
 typedef struct sg_session_claims {
     char tenant[65];
     char identity[129];
-    char version[16];    /* protocol revision, e.g. 2025-11-25 */
-    uint64_t issued_ms;  /* wall clock */
-    char nonce[33];      /* 16 random bytes, hex */
+    char version[16];   /* protocol revision, e.g. 2025-11-25 */
+    uint64_t issued_ms; /* wall clock */
+    char nonce[33];     /* 16 random bytes, hex */
 } sg_session_claims_t;
 
 /* Writes a new token for claims (nonce filled with fresh random bytes) into out. */
 int sg_session_token_issue(const uint8_t *key, size_t keylen, sg_session_claims_t *claims,
-        sg_buf_t *out) SG_MUSTCHECK;
+                           sg_buf_t *out) SG_MUSTCHECK;
 /*
  * Verifies token: well-formed, MAC valid (constant-time compare), not older than
  * ttl_ms at now_ms, not issued in the future beyond 60 s. SG_OK with *claims, or
  * SG_ESESSION.
  */
 int sg_session_token_verify(const uint8_t *key, size_t keylen, sg_str_t token, uint64_t now_ms,
-        uint64_t ttl_ms, sg_session_claims_t *claims) SG_MUSTCHECK;
+                            uint64_t ttl_ms, sg_session_claims_t *claims) SG_MUSTCHECK;
 
 /* Lower-case hex SHA-256 of data into out (65 bytes incl. NUL). */
 void sg_sha256_hex(const void *data, size_t len, char out[65]);

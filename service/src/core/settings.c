@@ -23,7 +23,7 @@ typedef struct row {
 } row_t;
 
 static const row_t rows[] = {
-#define SG_SETTING_ROW(field, env, type, def, min, max, secret, need, help)                        \
+#define SG_SETTING_ROW(field, env, type, def, min, max, secret, need, help) \
     { env, SG_SETTING_##type, def, min, max, secret, need, help, offsetof(sg_settings_t, field) },
     SG_SETTINGS(SG_SETTING_ROW)
 #undef SG_SETTING_ROW
@@ -91,14 +91,14 @@ static int check(sg_settings_t *s, const row_t *r, const char *v, sg_error_t *er
     case SG_SETTING_STR:
         if ((int64_t)len > r->max || (len > 0 && (int64_t)len < r->min)) {
             return sg_error_set(err, SG_ESETTING, "%s: length must be %lld..%lld characters",
-                    r->env, (long long)r->min, (long long)r->max);
+                                r->env, (long long)r->min, (long long)r->max);
         }
         break;
     case SG_SETTING_INT: {
         int64_t n;
         if (parse_int(v, &n) != SG_OK || n < r->min || n > r->max) {
             return sg_error_set(err, SG_ESETTING, "%s: must be an integer in %lld..%lld", r->env,
-                    (long long)r->min, (long long)r->max);
+                                (long long)r->min, (long long)r->max);
         }
         break;
     }
@@ -106,20 +106,20 @@ static int check(sg_settings_t *s, const row_t *r, const char *v, sg_error_t *er
         sg_log_level_t lvl;
         if (!sg_log_parse_level(v, &lvl)) {
             return sg_error_set(err, SG_ESETTING,
-                    "%s: must be one of error, warn, info, debug, trace", r->env);
+                                "%s: must be one of error, warn, info, debug, trace", r->env);
         }
         break;
     }
     case SG_SETTING_LISTEN:
         if (parse_listen(v, s->listen_host, sizeof(s->listen_host), &s->listen_port) != SG_OK) {
             return sg_error_set(err, SG_ESETTING,
-                    "%s: must be host:port (for example 127.0.0.1:8080)", r->env);
+                                "%s: must be host:port (for example 127.0.0.1:8080)", r->env);
         }
         break;
     case SG_SETTING_URL:
         if (!url_scheme_ok(r->env, v) || len > 4096) {
             return sg_error_set(err, SG_ESETTING, "%s: not a %s URL", r->env,
-                    strcmp(r->env, "SG_REDIS_URL") == 0 ? "redis://" : "postgresql://");
+                                strcmp(r->env, "SG_REDIS_URL") == 0 ? "redis://" : "postgresql://");
         }
         break;
     }
@@ -127,7 +127,7 @@ static int check(sg_settings_t *s, const row_t *r, const char *v, sg_error_t *er
 }
 
 int sg_settings_load(sg_settings_t *s, unsigned needs, const char *(*getenv_fn)(const char *),
-        sg_error_t *err)
+                     sg_error_t *err)
 {
     memset(s, 0, sizeof(*s));
     for (size_t i = 0; i < SG_ARRAY_LEN(rows); i++) {
@@ -140,7 +140,7 @@ int sg_settings_load(sg_settings_t *s, unsigned needs, const char *(*getenv_fn)(
             if (r->def == NULL) {
                 if ((r->need & needs) != 0) {
                     return sg_error_set(err, SG_ESETTING, "%s: required but not set (%s)", r->env,
-                            r->help);
+                                        r->help);
                 }
                 *slot(s, r) = sg_xstrdup("");
                 continue;
@@ -157,7 +157,8 @@ int sg_settings_load(sg_settings_t *s, unsigned needs, const char *(*getenv_fn)(
         }
     }
     if ((s->tls_cert[0] == '\0') != (s->tls_key[0] == '\0')) {
-        return sg_error_set(err, SG_ESETTING, "SG_TLS_CERT: SG_TLS_CERT and SG_TLS_KEY go together");
+        return sg_error_set(err, SG_ESETTING,
+                            "SG_TLS_CERT: SG_TLS_CERT and SG_TLS_KEY go together");
     }
     if (s->replica_id[0] == '\0') {
         char host[64] = "host";
@@ -169,8 +170,8 @@ int sg_settings_load(sg_settings_t *s, unsigned needs, const char *(*getenv_fn)(
         s->replica_id = sg_xstrdup(id);
     }
     if (parse_int(s->max_body, &s->max_body_bytes) != SG_OK ||
-            parse_int(s->drain_ms, &s->drain_timeout_ms) != SG_OK ||
-            parse_int(s->recovery_ms, &s->recovery_interval_ms) != SG_OK) {
+        parse_int(s->drain_ms, &s->drain_timeout_ms) != SG_OK ||
+        parse_int(s->recovery_ms, &s->recovery_interval_ms) != SG_OK) {
         return sg_error_set(err, SG_ESETTING, "internal: derived settings");
     }
     return SG_OK;
@@ -224,7 +225,8 @@ void sg_settings_print_help(void *file)
     for (size_t i = 0; i < SG_ARRAY_LEN(rows); i++) {
         const row_t *r = &rows[i];
         fprintf(f, "  %-16s %s%s%s%s\n", r->env, r->help, r->def != NULL ? " [default: " : "",
-                r->def != NULL ? (r->def[0] != 0 ? r->def : "(none)") : " [required for control, start]",
+                r->def != NULL ? (r->def[0] != 0 ? r->def : "(none)")
+                               : " [required for control, start]",
                 r->def != NULL ? "]" : "");
     }
 }

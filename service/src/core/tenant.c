@@ -15,9 +15,9 @@
 #include "core/policy.h"
 #include "core/session_token.h"
 
-#define MAX_CONFIG       (8u << 20)
-#define MAX_ITEMS        1024
-#define DEFAULT_TIMEOUT  60000
+#define MAX_CONFIG      (8u << 20)
+#define MAX_ITEMS       1024
+#define DEFAULT_TIMEOUT 60000
 
 bool sg_name_is_valid(sg_str_t s)
 {
@@ -27,7 +27,7 @@ bool sg_name_is_valid(sg_str_t s)
     for (size_t i = 0; i < s.len; i++) {
         char c = s.ptr[i];
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '_' || c == '-' || c == '.';
+                  c == '_' || c == '-' || c == '.';
         if (!ok) {
             return false;
         }
@@ -52,7 +52,7 @@ static int dup_string(sg_str_t raw, char **out)
 }
 
 static int get_string(sg_str_t obj, const char *key, bool required, char **out, sg_error_t *err,
-        const char *where)
+                      const char *where)
 {
     sg_str_t v;
     int rc = sg_json_object_get(obj, key, &v);
@@ -68,7 +68,7 @@ static int get_string(sg_str_t obj, const char *key, bool required, char **out, 
 
 /* An array of strings (or, with as_pairs, an object of strings joined with sep) into a vector. */
 static int get_strings(sg_str_t obj, const char *key, const char *sep, char ***out, size_t *n,
-        sg_error_t *err, const char *where)
+                       sg_error_t *err, const char *where)
 {
     sg_str_t v;
     *out = NULL;
@@ -79,16 +79,17 @@ static int get_strings(sg_str_t obj, const char *key, const char *sep, char ***o
     bool pairs = sep != NULL;
     if (sg_json_type(v) != (pairs ? SG_JSON_OBJECT : SG_JSON_ARRAY)) {
         return sg_error_set(err, SG_EPARAMS, "%s/%s: must be an %s", where, key,
-                pairs ? "object" : "array");
+                            pairs ? "object" : "array");
     }
     sg_json_iter_t it = SG_JSON_ITER_INIT(v);
     sg_str_t k, item;
     int rc;
-    while ((rc = pairs ? sg_json_object_next(&it, &k, &item) : sg_json_array_next(&it, &item)) == 1) {
+    while ((rc = pairs ? sg_json_object_next(&it, &k, &item) : sg_json_array_next(&it, &item)) ==
+           1) {
         char *s = NULL;
         if (*n == MAX_ITEMS || dup_string(item, &s) != SG_OK) {
             return sg_error_set(err, SG_EPARAMS, "%s/%s: entries must be strings (at most %u)",
-                    where, key, MAX_ITEMS);
+                                where, key, MAX_ITEMS);
         }
         if (pairs) {
             char *name = NULL;
@@ -143,7 +144,7 @@ static int parse_keys(sg_str_t ident, sg_identity_t *id, sg_error_t *err, const 
         rc = hex_to_bytes(hex, k->sha256, 32);
         free(hex);
         if (sg_json_object_get(item, "expires_ms", &exp) == SG_OK &&
-                sg_json_int64(exp, &expires) != SG_OK) {
+            sg_json_int64(exp, &expires) != SG_OK) {
             rc = SG_EPARAMS;
         }
         k->expires_ms = expires > 0 ? (uint64_t)expires : 0;
@@ -172,7 +173,7 @@ static int parse_identity(sg_str_t raw, sg_identity_t *id, size_t i, sg_error_t 
 }
 
 static int parse_upstream_kind(sg_str_t raw, sg_upstream_cfg_t *u, sg_error_t *err,
-        const char *where)
+                               const char *where)
 {
     int rc = get_string(raw, "command", false, &u->command, err, where);
     if (rc == SG_OK) {
@@ -186,7 +187,7 @@ static int parse_upstream_kind(sg_str_t raw, sg_upstream_cfg_t *u, sg_error_t *e
     }
     u->kind = u->url != NULL ? SG_UPSTREAM_HTTP : SG_UPSTREAM_STDIO;
     if (u->kind == SG_UPSTREAM_HTTP && strncmp(u->url, "http://", 7) != 0 &&
-            strncmp(u->url, "https://", 8) != 0) {
+        strncmp(u->url, "https://", 8) != 0) {
         return sg_error_set(err, SG_EPARAMS, "%s/url: must be http:// or https://", where);
     }
     rc = get_strings(raw, "args", NULL, &u->args, &u->nargs, err, where);
@@ -225,7 +226,7 @@ static int parse_upstream(sg_str_t raw, sg_upstream_cfg_t *u, size_t i, sg_error
     sg_str_t t;
     int64_t timeout = DEFAULT_TIMEOUT;
     if (rc == SG_OK && sg_json_object_get(raw, "timeout_ms", &t) == SG_OK &&
-            (sg_json_int64(t, &timeout) != SG_OK || timeout < 100 || timeout > 3600000)) {
+        (sg_json_int64(t, &timeout) != SG_OK || timeout < 100 || timeout > 3600000)) {
         rc = sg_error_set(err, SG_EPARAMS, "%s/timeout_ms: 100..3600000", where);
     }
     /* rounded up to 100 ms: each distinct duration costs the event loop one timer queue */
@@ -236,7 +237,7 @@ static int parse_upstream(sg_str_t raw, sg_upstream_cfg_t *u, size_t i, sg_error
 }
 
 static int parse_list(sg_str_t root, const char *key, size_t elem, void **arr, size_t *n,
-        int (*fn)(sg_str_t, void *, size_t, sg_error_t *), sg_error_t *err)
+                      int (*fn)(sg_str_t, void *, size_t, sg_error_t *), sg_error_t *err)
 {
     sg_str_t v, item;
     if (sg_json_object_get(root, key, &v) != SG_OK) {
@@ -315,7 +316,7 @@ int sg_tenant_parse(const char *json, size_t len, sg_tenant_t **out, sg_error_t 
         rc = sg_error_set(err, SG_EPARAMS, "/tenant: 1-64 of [A-Za-z0-9_.-]");
     }
     if (rc == SG_OK && (sg_json_object_get(root, "version", &v) != SG_OK ||
-                               sg_json_int64(v, &t->version) != SG_OK)) {
+                        sg_json_int64(v, &t->version) != SG_OK)) {
         rc = sg_error_set(err, SG_EPARAMS, "/version: must be an integer");
     }
     if (rc == SG_OK) {
@@ -323,22 +324,23 @@ int sg_tenant_parse(const char *json, size_t len, sg_tenant_t **out, sg_error_t 
     }
     if (rc == SG_OK) {
         rc = parse_list(root, "identities", sizeof(sg_identity_t), (void **)&t->identities,
-                &t->nidentities, identity_fn, err);
+                        &t->nidentities, identity_fn, err);
     }
     if (rc == SG_OK) {
         rc = parse_list(root, "upstreams", sizeof(sg_upstream_cfg_t), (void **)&t->upstreams,
-                &t->nupstreams, upstream_fn, err);
+                        &t->nupstreams, upstream_fn, err);
     }
     if (rc == SG_OK) {
         rc = get_strings(root, "allowed_origins", NULL, &t->allowed_origins, &t->norigins, err, "");
     }
     sg_str_t audit, mode;
     t->audit_sync = sg_json_object_get(root, "audit", &audit) == SG_OK &&
-            sg_json_object_get(audit, "mode", &mode) == SG_OK && sg_json_string_eq(mode, "sync");
+                    sg_json_object_get(audit, "mode", &mode) == SG_OK &&
+                    sg_json_string_eq(mode, "sync");
     sg_str_t defaults, unreachable;
     t->serve_last_known = t->profile != NULL && strcmp(t->profile, "permissive") == 0;
     if (sg_json_object_get(root, "defaults", &defaults) == SG_OK &&
-            sg_json_object_get(defaults, "redis_unreachable", &unreachable) == SG_OK) {
+        sg_json_object_get(defaults, "redis_unreachable", &unreachable) == SG_OK) {
         t->serve_last_known = sg_json_string_eq(unreachable, "serve_last_known");
     }
     if (rc == SG_OK) {
@@ -409,7 +411,7 @@ void sg_tenant_unref(sg_tenant_t *t)
 }
 
 const sg_identity_t *sg_tenant_find_key(const sg_tenant_t *t, const uint8_t sha256[32],
-        uint64_t now_ms)
+                                        uint64_t now_ms)
 {
     for (size_t i = 0; i < t->nidentities; i++) {
         const sg_identity_t *id = &t->identities[i];

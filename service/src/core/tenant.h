@@ -36,17 +36,18 @@ typedef struct sg_upstream_cfg {
     char *name;
     char *prefix; /* "" = names exposed bare; default: name */
     sg_upstream_kind_t kind;
-    char *command;   /* stdio */
+    char *command; /* stdio */
     char **args;
     size_t nargs;
     char **env; /* "KEY=VALUE" */
     size_t nenv;
-    char *cwd; /* may be NULL */
-    char *url; /* http */
+    char *cwd;      /* may be NULL */
+    char *url;      /* http */
     char **headers; /* "Name: value" */
     size_t nheaders;
     uint64_t timeout_ms;
-    char *fingerprint; /* sha256 hex of the upstream's definition: restart it only when this changes */
+    char *fingerprint; /* sha256 hex of the upstream's definition: restart it only when this changes
+                        */
 } sg_upstream_cfg_t;
 
 struct sg_policy;
@@ -63,7 +64,7 @@ typedef struct sg_tenant {
     char **allowed_origins;
     size_t norigins;
     struct sg_policy *policy; /* compiled rules (core/policy.h), one reference */
-    bool audit_sync;          /* audit.mode "sync": a call's row is durable before it goes upstream */
+    bool audit_sync;       /* audit.mode "sync": a call's row is durable before it goes upstream */
     bool serve_last_known; /* defaults.redis_unreachable: serve the last known kill-switch
                               state when it cannot be confirmed (else fail closed) */
     char *raw; /* the stored JSON, NUL-terminated: later stages compile their parts from it */
@@ -80,7 +81,7 @@ sg_tenant_t *sg_tenant_ref(sg_tenant_t *t);
 void sg_tenant_unref(sg_tenant_t *t);
 /* The identity owning the key with this SHA-256 (not expired at now_ms), or NULL. */
 const sg_identity_t *sg_tenant_find_key(const sg_tenant_t *t, const uint8_t sha256[32],
-        uint64_t now_ms);
+                                        uint64_t now_ms);
 const sg_upstream_cfg_t *sg_tenant_find_upstream(const sg_tenant_t *t, sg_str_t name);
 /* True when s is a valid tenant/identity/upstream name: 1..64 of [A-Za-z0-9_.-]. */
 bool sg_name_is_valid(sg_str_t s);

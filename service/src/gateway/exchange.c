@@ -138,7 +138,7 @@ static void flush(sg_exchange_t *ex)
         sg_timer_stop(&ex->keepalive);
     }
     h2o_send(ex->req, &vec, ex->inflight.len != 0 ? 1 : 0,
-            final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+             final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 
 static void on_keepalive(sg_timer_t *t)
@@ -164,9 +164,9 @@ void sg_exchange_start_stream(sg_exchange_t *ex)
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-            H2O_STRLIT("text/event-stream"));
+                   H2O_STRLIT("text/event-stream"));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
-            H2O_STRLIT("no-cache"));
+                   H2O_STRLIT("no-cache"));
     sg_http_add_header(req, "x-accel-buffering", SG_STR_LIT("no"));
     h2o_start_response(req, &ex->gen);
     /* a comment flushes the headers so the agent sees the stream open */

@@ -32,8 +32,8 @@ struct sg_batch {
     sg_buf_t out;          /* "[" + answers so far */
     size_t pending;        /* members not finished, +1 while the batch is being dispatched */
     size_t answers;
-    char *body;            /* owned; the members' messages borrow from it */
-    void *parsed;          /* owned sg_jsonrpc_batch_t */
+    char *body;   /* owned; the members' messages borrow from it */
+    void *parsed; /* owned sg_jsonrpc_batch_t */
 };
 
 /* Ends one pending unit of the batch; sends the array when none is left. */
@@ -53,15 +53,16 @@ typedef struct sg_subcall {
 
 /* What the audit row of a call records; filled as the call advances (relay.c). */
 typedef struct sg_call_record {
-    bool wanted;          /* this exchange is a decision to audit (tools/call, reads) */
+    bool wanted; /* this exchange is a decision to audit (tools/call, reads) */
     bool written;
-    const char *decision; /* "allow", "deny", ...; NULL until decided (then derived from the error) */
-    const char *rule;     /* borrowed from ex->snap's policy */
+    const char
+            *decision; /* "allow", "deny", ...; NULL until decided (then derived from the error) */
+    const char *rule;  /* borrowed from ex->snap's policy */
     const char *reason;
     const char *tool;     /* exposed name, or the prompt/URI of a read; owned */
     const char *upstream; /* borrowed from ex->snap */
     const char *cls;
-    sg_str_t arguments;   /* raw, borrowed from the body */
+    sg_str_t arguments; /* raw, borrowed from the body */
     uint64_t upstream_started_us;
     uint64_t upstream_us;
     bool has_result;
@@ -80,32 +81,32 @@ struct sg_exchange {
     bool streaming;   /* response started as SSE */
     bool finished;    /* final bytes handed over */
     bool sending;
-    bool is_get;      /* a GET stream (never finishes by itself) */
-    sg_buf_t queue;   /* SSE bytes waiting */
+    bool is_get;    /* a GET stream (never finishes by itself) */
+    sg_buf_t queue; /* SSE bytes waiting */
     sg_buf_t inflight;
     sg_timer_t keepalive;
     sg_loop_t *loop;
     /* request context */
-    char *body;          /* owned copy of the request body */
+    char *body; /* owned copy of the request body */
     size_t body_len;
     char session_nonce[33];
     char tenant[65];
     char identity[129];
-    bool killable;       /* a tools/call or read that a kill switch stops in flight */
-    sg_str_t client_id;  /* raw id of the agent's request (borrows body) */
+    bool killable;      /* a tools/call or read that a kill switch stops in flight */
+    sg_str_t client_id; /* raw id of the agent's request (borrows body) */
     void (*on_cancel)(sg_exchange_t *ex); /* agent sent notifications/cancelled */
-    void *owner;         /* the gate */
-    sg_tenant_t *snap;   /* reference held for the exchange's life */
-    sg_subcall_t *subs;  /* upstream calls of this exchange */
+    void *owner;                          /* the gate */
+    sg_tenant_t *snap;                    /* reference held for the exchange's life */
+    sg_subcall_t *subs;                   /* upstream calls of this exchange */
     size_t nsubs;
-    size_t ctx_cap;      /* slots allocated in subs */
-    size_t pending;      /* subcalls not yet done */
-    void *ctx;           /* method-specific state, released with ctx_free (or free) */
+    size_t ctx_cap; /* slots allocated in subs */
+    size_t pending; /* subcalls not yet done */
+    void *ctx;      /* method-specific state, released with ctx_free (or free) */
     void (*ctx_free)(void *ctx);
     sg_exchange_t *next; /* gate's list of live exchanges */
     sg_exchange_t *prev;
     uint64_t started_us;
-    sg_batch_t *batch;   /* set for batch members (one reference held) */
+    sg_batch_t *batch; /* set for batch members (one reference held) */
     sg_call_record_t record;
 };
 

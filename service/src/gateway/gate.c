@@ -23,13 +23,14 @@
 #include "store/audit.h"
 #include "store/keys.h"
 
-#define POLL_MS         2000
-#define CMD_TIMEOUT_MS  1000
-#define EVENTS_CHANNEL  "sg:events"
+#define POLL_MS        2000
+#define CMD_TIMEOUT_MS 1000
+#define EVENTS_CHANNEL "sg:events"
 
 static SG_METRIC_DEFINE(m_reloads, SG_METRIC_COUNTER, "sg_config_reloads_total", NULL,
-        "tenant configuration snapshots swapped in");
-static SG_METRIC_DEFINE(m_reload_errors, SG_METRIC_COUNTER, "sg_config_reload_errors_total", NULL,
+                        "tenant configuration snapshots swapped in");
+static SG_METRIC_DEFINE(
+        m_reload_errors, SG_METRIC_COUNTER, "sg_config_reload_errors_total", NULL,
         "tenant configurations that failed to compile (the previous snapshot stays)");
 
 static void poll_now(sg_gate_t *gate);
@@ -78,9 +79,9 @@ static void on_secret(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
         return;
     }
     if (reply->type == REDIS_REPLY_STRING && reply->len >= 32 &&
-            (size_t)reply->len <= sizeof(gate->secret)) {
+        (size_t)reply->len <= sizeof(gate->secret)) {
         if (gate->have_secret && (gate->secret_len != (size_t)reply->len ||
-                                         memcmp(gate->secret, reply->str, gate->secret_len) != 0)) {
+                                  memcmp(gate->secret, reply->str, gate->secret_len) != 0)) {
             SG_LOG_WARN(&gate->log, "the session-signing secret in Redis changed: sessions "
                                     "signed with the old one end");
         }
@@ -108,7 +109,7 @@ static void on_secret(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
         size_t lens[] = { 3, strlen(SG_KEY_SECRET), len, 2 };
         gate->secret_busy = true;
         sg_redis_command_argv(gate->redis, &gate->secret_cmd, CMD_TIMEOUT_MS, on_secret_created, 4,
-                argv, lens);
+                              argv, lens);
         memset(hex, 0, sizeof(hex));
     }
 }
@@ -120,7 +121,7 @@ static void load_secret(sg_gate_t *gate)
     }
     gate->secret_busy = true;
     sg_redis_command(gate->redis, &gate->secret_cmd, CMD_TIMEOUT_MS, on_secret, "GET %s",
-            SG_KEY_SECRET);
+                     SG_KEY_SECRET);
 }
 
 /* ---- tenants ---- */
@@ -136,7 +137,7 @@ sg_gate_tenant_t *sg_gate_find_tenant(sg_gate_t *gate, const char *name)
 }
 
 sg_gate_tenant_t *sg_gate_auth(sg_gate_t *gate, const uint8_t key_sha256[32],
-        const sg_identity_t **identity)
+                               const sg_identity_t **identity)
 {
     uint64_t now = sg_clock_wall_ms();
     for (sg_gate_tenant_t *t = gate->tenants; t != NULL; t = t->next) {
@@ -162,8 +163,8 @@ static void on_tools_changed(void *data, sg_upstream_t *up)
 static void retire_done(sg_gate_tenant_t *t, size_t i)
 {
     if (t->retiring != NULL && t->retiring[i] != NULL) {
-        SG_LOG_INFO(&t->gate->log, "upstream %s/%s: new definition ready, old one stopped",
-                t->name, sg_upstream_cfg(t->retiring[i])->name);
+        SG_LOG_INFO(&t->gate->log, "upstream %s/%s: new definition ready, old one stopped", t->name,
+                    sg_upstream_cfg(t->retiring[i])->name);
         sg_upstream_free(t->retiring[i]);
         t->retiring[i] = NULL;
     }
@@ -186,7 +187,7 @@ sg_upstream_t *sg_gate_upstream(const sg_gate_tenant_t *t, size_t i)
     sg_upstream_t *up = t->ups[i];
     sg_upstream_t *old = t->retiring != NULL ? t->retiring[i] : NULL;
     if (old != NULL && sg_upstream_state(up) != SG_UPSTREAM_READY &&
-            sg_upstream_state(old) == SG_UPSTREAM_READY) {
+        sg_upstream_state(old) == SG_UPSTREAM_READY) {
         return old;
     }
     return up;
@@ -208,7 +209,7 @@ static void free_retiring(sg_gate_tenant_t *t)
  * one is ready; removed ones stop.
  */
 static sg_upstream_t **swap_upstreams(sg_gate_tenant_t *t, sg_tenant_t *next,
-        sg_upstream_t ***retiring_out)
+                                      sg_upstream_t ***retiring_out)
 {
     sg_gate_t *gate = t->gate;
     sg_upstream_t **ups = sg_xcalloc(next->nupstreams + 1, sizeof(*ups));
@@ -237,7 +238,7 @@ static sg_upstream_t **swap_upstreams(sg_gate_tenant_t *t, sg_tenant_t *next,
     for (size_t j = 0; j < nold; j++) {
         if (t->ups[j] != NULL) {
             SG_LOG_INFO(&gate->log, "stopping upstream %s/%s", t->name,
-                    sg_upstream_cfg(t->ups[j])->name);
+                        sg_upstream_cfg(t->ups[j])->name);
             sg_upstream_free(t->ups[j]);
         }
     }
@@ -256,7 +257,7 @@ static void install_snapshot(sg_gate_tenant_t *t, sg_tenant_t *next)
     t->snap = next;
     sg_metric_add(&m_reloads, 1);
     SG_LOG_INFO(&t->gate->log, "tenant %s at version %" PRId64 " (%zu upstreams, %zu identities)",
-            t->name, next->version, next->nupstreams, next->nidentities);
+                t->name, next->version, next->nupstreams, next->nidentities);
     /* identities or upstreams may have changed what agents see */
     sg_gate_publish_tools_changed(t->gate, t->name);
 }
@@ -274,10 +275,10 @@ static void on_config(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
     sg_tenant_t *next = NULL;
     sg_error_t err = { 0 };
     if (sg_tenant_parse(reply->str, (size_t)reply->len, &next, &err) != SG_OK ||
-            strcmp(next->name, t->name) != 0) {
+        strcmp(next->name, t->name) != 0) {
         sg_metric_add(&m_reload_errors, 1);
         SG_LOG_ERROR(&t->gate->log, "tenant %s: config version %" PRId64 " rejected: %s", t->name,
-                t->want_version, next != NULL ? "tenant name mismatch" : err.msg);
+                     t->want_version, next != NULL ? "tenant name mismatch" : err.msg);
         t->bad_version = t->want_version;
         sg_tenant_unref(next);
         return;
@@ -292,7 +293,7 @@ static void on_config(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
 static void load_tenant(sg_gate_tenant_t *t)
 {
     if (t->loading || t->want_version == t->bad_version ||
-            (t->snap != NULL && t->snap->version == t->want_version)) {
+        (t->snap != NULL && t->snap->version == t->want_version)) {
         return;
     }
     t->loading = true;
@@ -359,7 +360,7 @@ static void on_tenants(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
         const redisReply *k = reply->element[i];
         const redisReply *v = reply->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-                !sg_name_is_valid(sg_str_n(k->str, (size_t)k->len))) {
+            !sg_name_is_valid(sg_str_n(k->str, (size_t)k->len))) {
             continue;
         }
         sg_gate_tenant_t *t = sg_gate_find_tenant(gate, k->str);
@@ -397,8 +398,8 @@ static void add_revoked(sg_gate_t *gate, const char *nonce, uint64_t expires_ms)
         return;
     }
     gate->revoked = sg_xrealloc(gate->revoked, (gate->nrevoked + 1) * sizeof(*gate->revoked));
-    gate->revoked_exp = sg_xrealloc(gate->revoked_exp,
-            (gate->nrevoked + 1) * sizeof(*gate->revoked_exp));
+    gate->revoked_exp =
+            sg_xrealloc(gate->revoked_exp, (gate->nrevoked + 1) * sizeof(*gate->revoked_exp));
     memcpy(gate->revoked[gate->nrevoked], nonce, 33);
     gate->revoked_exp[gate->nrevoked] = expires_ms;
     gate->nrevoked++;
@@ -451,14 +452,14 @@ static void poll_now(sg_gate_t *gate)
     if (!gate->poll_busy) {
         gate->poll_busy = true;
         sg_redis_command(gate->redis, &gate->poll_cmd, CMD_TIMEOUT_MS, on_tenants,
-                "HGETALL sg:tenants");
+                         "HGETALL sg:tenants");
     }
     if (!gate->revoked_busy) {
         char now[24];
         snprintf(now, sizeof(now), "%" PRIu64, sg_clock_wall_ms());
         gate->revoked_busy = true;
         sg_redis_command(gate->redis, &gate->revoked_cmd, CMD_TIMEOUT_MS, on_revoked,
-                "ZRANGEBYSCORE sg:revoked-sessions %s +inf WITHSCORES", now);
+                         "ZRANGEBYSCORE sg:revoked-sessions %s +inf WITHSCORES", now);
     }
 }
 
@@ -529,7 +530,7 @@ static void on_engaged(void *data)
 }
 
 int sg_gate_killswitch(sg_gate_t *gate, const sg_tenant_t *snap, const char *identity,
-        sg_kill_scope_t *scope)
+                       sg_kill_scope_t *scope)
 {
     *scope = sg_killswitch_check(gate->killswitch, snap->name, identity, snap->serve_last_known);
     if (*scope == SG_KILL_NONE) {
@@ -602,7 +603,7 @@ sg_gate_t *sg_gate_new(sg_runtime_t *rt, sg_error_t *err)
 {
     const sg_settings_t *settings = sg_runtime_settings(rt);
     sg_audit_t *audit = sg_audit_new(sg_runtime_loop(rt), sg_runtime_pg(rt), settings->replica_id,
-            settings->spool_dir, NULL, err);
+                                     settings->spool_dir, NULL, err);
     if (audit == NULL) {
         return NULL;
     }
@@ -615,8 +616,8 @@ sg_gate_t *sg_gate_new(sg_runtime_t *rt, sg_error_t *err)
     gate->log = (sg_log_ctx_t){ .component = "gate" };
     gate->audit = audit;
     gate->policy_ctx = sg_policy_ctx_new();
-    gate->killswitch = sg_killswitch_new(gate->loop, gate->redis, enumerate_switches, on_engaged,
-            gate);
+    gate->killswitch =
+            sg_killswitch_new(gate->loop, gate->redis, enumerate_switches, on_engaged, gate);
     sg_redis_subscribe(gate->redis, EVENTS_CHANNEL, on_event, gate);
     sg_redis_set_sub_state_cb(gate->redis, on_sub_state, gate);
     sg_http_server_t *http = sg_runtime_http(rt);

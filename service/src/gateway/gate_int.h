@@ -15,13 +15,13 @@
 typedef struct sg_gate_tenant {
     sg_gate_t *gate;
     char *name;
-    sg_tenant_t *snap;     /* current snapshot (one reference), NULL until loaded */
-    int64_t want_version;  /* from sg:tenants */
-    int64_t bad_version;   /* a version that failed to parse: not retried */
+    sg_tenant_t *snap;    /* current snapshot (one reference), NULL until loaded */
+    int64_t want_version; /* from sg:tenants */
+    int64_t bad_version;  /* a version that failed to parse: not retried */
     bool loading;
-    bool seen;             /* present in the last sg:tenants listing */
+    bool seen; /* present in the last sg:tenants listing */
     sg_redis_cmd_t load_cmd;
-    sg_upstream_t **ups;   /* parallel to snap->upstreams */
+    sg_upstream_t **ups;      /* parallel to snap->upstreams */
     sg_upstream_t **retiring; /* parallel to ups: the previous definition of a changed
                                  upstream, serving until the new one is ready (or NULL) */
     struct sg_gate_tenant *next;
@@ -72,7 +72,7 @@ struct sg_gate {
 
 /* The loaded tenant owning the API key hash, with its identity; NULL when unknown. */
 sg_gate_tenant_t *sg_gate_auth(sg_gate_t *gate, const uint8_t key_sha256[32],
-        const sg_identity_t **identity);
+                               const sg_identity_t **identity);
 sg_gate_tenant_t *sg_gate_find_tenant(sg_gate_t *gate, const char *name);
 /*
  * The upstream that serves slot i of t's snapshot now: the current definition once it
@@ -90,7 +90,7 @@ void sg_gate_publish_tools_changed(sg_gate_t *gate, const char *tenant);
  * *scope set, or SG_ECONFIG when the state is unconfirmed and the profile fails closed.
  */
 int sg_gate_killswitch(sg_gate_t *gate, const sg_tenant_t *snap, const char *identity,
-        sg_kill_scope_t *scope);
+                       sg_kill_scope_t *scope);
 /* Stops calls in flight that a newly engaged switch covers (relay.c). */
 void sg_relay_kill_inflight(sg_gate_t *gate);
 

@@ -30,7 +30,7 @@ struct sg_killswitch {
     sg_timer_t timer;
     sg_redis_cmd_t cmd;
     bool busy;
-    bool again; /* an event arrived while a poll was running */
+    bool again;       /* an event arrived while a poll was running */
     watch_t *polling; /* the keys of the MGET in flight, in order */
     size_t npolling;
     watch_t *state; /* the last observed state */
@@ -42,9 +42,9 @@ struct sg_killswitch {
 };
 
 static SG_METRIC_DEFINE(m_engaged, SG_METRIC_GAUGE, "sg_killswitch_engaged", "scope=\"global\"",
-        "1 while the global kill switch is engaged");
+                        "1 while the global kill switch is engaged");
 static SG_METRIC_DEFINE(m_stale, SG_METRIC_COUNTER, "sg_killswitch_unconfirmed_total", NULL,
-        "polls of the kill switches that failed");
+                        "polls of the kill switches that failed");
 
 const char *sg_kill_scope_name(sg_kill_scope_t s)
 {
@@ -79,7 +79,7 @@ static bool is_engaged(const redisReply *r)
 }
 
 static bool any_newly_engaged(const sg_killswitch_t *ks, bool was_global, const watch_t *old,
-        size_t nold)
+                              size_t nold)
 {
     if (ks->global && !was_global) {
         return true;
@@ -91,9 +91,8 @@ static bool any_newly_engaged(const sg_killswitch_t *ks, bool was_global, const 
         bool before = false;
         for (size_t j = 0; j < nold; j++) {
             if (old[j].engaged && strcmp(old[j].tenant, ks->state[i].tenant) == 0 &&
-                    (old[j].identity == NULL) == (ks->state[i].identity == NULL) &&
-                    (old[j].identity == NULL ||
-                            strcmp(old[j].identity, ks->state[i].identity) == 0)) {
+                (old[j].identity == NULL) == (ks->state[i].identity == NULL) &&
+                (old[j].identity == NULL || strcmp(old[j].identity, ks->state[i].identity) == 0)) {
                 before = true;
             }
         }
@@ -111,7 +110,7 @@ static void on_mget(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
     sg_killswitch_t *ks = SG_CONTAINER_OF(cmd, sg_killswitch_t, cmd);
     ks->busy = false;
     if (status != SG_OK || reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-            reply->elements != ks->npolling + 1) {
+        reply->elements != ks->npolling + 1) {
         sg_metric_add(&m_stale, 1);
         free_watches(ks->polling, ks->npolling);
         ks->polling = NULL;
@@ -177,7 +176,7 @@ static void poll(sg_killswitch_t *ks)
     }
     ks->busy = true;
     sg_redis_command_argv(ks->redis, &ks->cmd, SG_KILL_BOUND_MS / 2, on_mget, (int)argc, argv,
-            lens);
+                          lens);
     for (size_t i = 0; i < ks->npolling; i++) {
         free(keys[i]);
     }
@@ -210,7 +209,8 @@ void sg_killswitch_poll_now(sg_killswitch_t *ks)
 }
 
 sg_killswitch_t *sg_killswitch_new(sg_loop_t *loop, sg_redis_t *redis,
-        sg_killswitch_enum_cb enumerate, sg_killswitch_engaged_cb engaged, void *data)
+                                   sg_killswitch_enum_cb enumerate,
+                                   sg_killswitch_engaged_cb engaged, void *data)
 {
     sg_metrics_register(&m_engaged);
     sg_metrics_register(&m_stale);
@@ -242,7 +242,7 @@ bool sg_killswitch_is_confirmed(const sg_killswitch_t *ks)
 }
 
 sg_kill_scope_t sg_killswitch_check(const sg_killswitch_t *ks, const char *tenant,
-        const char *identity, bool serve_last_known)
+                                    const char *identity, bool serve_last_known)
 {
     if (!sg_killswitch_is_confirmed(ks) && !(serve_last_known && ks->confirmed_ms != 0)) {
         return SG_KILL_UNKNOWN;

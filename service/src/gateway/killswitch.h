@@ -38,7 +38,8 @@ typedef void (*sg_killswitch_engaged_cb)(void *data);
 typedef void (*sg_killswitch_enum_cb)(void *data, sg_killswitch_t *ks);
 
 sg_killswitch_t *sg_killswitch_new(sg_loop_t *loop, sg_redis_t *redis,
-        sg_killswitch_enum_cb enumerate, sg_killswitch_engaged_cb engaged, void *data);
+                                   sg_killswitch_enum_cb enumerate,
+                                   sg_killswitch_engaged_cb engaged, void *data);
 void sg_killswitch_free(sg_killswitch_t *ks);
 /* Adds a tenant (identity NULL) or an identity to the next poll. */
 void sg_killswitch_watch(sg_killswitch_t *ks, const char *tenant, const char *identity);
@@ -51,7 +52,7 @@ void sg_killswitch_poll_now(sg_killswitch_t *ks);
  * decides even past the bound.
  */
 sg_kill_scope_t sg_killswitch_check(const sg_killswitch_t *ks, const char *tenant,
-        const char *identity, bool serve_last_known);
+                                    const char *identity, bool serve_last_known);
 /* True while the state is confirmed within the bound (for /readyz). */
 bool sg_killswitch_is_confirmed(const sg_killswitch_t *ks);
 const char *sg_kill_scope_name(sg_kill_scope_t s);

@@ -18,7 +18,7 @@ void sg_relay_fail(sg_exchange_t *ex, int err, const char *message, sg_str_t dat
  * finished exactly once, now or later.
  */
 void sg_relay_request(sg_gate_t *gate, sg_exchange_t *ex, sg_gate_tenant_t *t,
-        const sg_identity_t *id, const sg_jsonrpc_msg_t *m);
+                      const sg_identity_t *id, const sg_jsonrpc_msg_t *m);
 /* A response the agent POSTed to a server->client request (id "sg-<n>"). */
 void sg_relay_agent_response(sg_gate_t *gate, sg_gate_tenant_t *t, const sg_jsonrpc_msg_t *m);
 /* notifications/cancelled from the agent: cancels its request in flight on this replica. */

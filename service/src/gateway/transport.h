@@ -78,13 +78,13 @@ struct sg_transport {
 /* ---- stdio ---- */
 
 typedef struct sg_stdio_spec {
-    const char *command;      /* looked up in PATH */
-    const char *const *args;  /* argv[1..], nargs entries */
+    const char *command;     /* looked up in PATH */
+    const char *const *args; /* argv[1..], nargs entries */
     size_t nargs;
-    const char *const *env;   /* "KEY=VALUE" entries added to PATH, HOME and LANG of the gate */
+    const char *const *env; /* "KEY=VALUE" entries added to PATH, HOME and LANG of the gate */
     size_t nenv;
-    const char *cwd;          /* NULL = the gate's */
-    size_t max_line;          /* largest accepted stdout line in bytes (default 16 MiB) */
+    const char *cwd; /* NULL = the gate's */
+    size_t max_line; /* largest accepted stdout line in bytes (default 16 MiB) */
 } sg_stdio_spec_t;
 
 /*
@@ -94,16 +94,17 @@ typedef struct sg_stdio_spec {
  * it is always reaped.
  */
 sg_transport_t *sg_transport_stdio_new(sg_loop_t *loop, const sg_stdio_spec_t *spec,
-        const sg_transport_events_t *events, void *owner, const char *name);
+                                       const sg_transport_events_t *events, void *owner,
+                                       const char *name);
 
 /* ---- Streamable HTTP ---- */
 
 typedef struct sg_http_spec {
-    const char *url;               /* http:// or https:// */
-    const char *const *headers;    /* "Name: value" entries injected on every request (credentials) */
+    const char *url;            /* http:// or https:// */
+    const char *const *headers; /* "Name: value" entries injected on every request (credentials) */
     size_t nheaders;
-    uint64_t io_timeout_ms;        /* connect / idle read bound (default 30 s) */
-    const char *ca_file;           /* NULL = system CAs */
+    uint64_t io_timeout_ms; /* connect / idle read bound (default 30 s) */
+    const char *ca_file;    /* NULL = system CAs */
 } sg_http_spec_t;
 
 /*
@@ -114,8 +115,9 @@ typedef struct sg_http_spec {
  * sg_transport_http_set_version) are sent on every later request.
  */
 sg_transport_t *sg_transport_http_new(sg_loop_t *loop, h2o_context_t *ctx,
-        const sg_http_spec_t *spec, const sg_transport_events_t *events, void *owner,
-        const char *name);
+                                      const sg_http_spec_t *spec,
+                                      const sg_transport_events_t *events, void *owner,
+                                      const char *name);
 void sg_transport_http_set_version(sg_transport_t *t, const char *protocol_version);
 
 #endif

@@ -69,17 +69,18 @@ struct sg_upstream {
 static uint64_t gw_request_counter;
 
 static SG_METRIC_DEFINE(m_restarts, SG_METRIC_COUNTER, "sg_upstream_restarts_total", NULL,
-        "upstream (re)starts after a failure");
+                        "upstream (re)starts after a failure");
 static SG_METRIC_DEFINE(m_upcalls, SG_METRIC_HISTOGRAM, "sg_upstream_call_seconds", NULL,
-        "time from forwarding a request to its upstream response");
+                        "time from forwarding a request to its upstream response");
 
 static void start_transport(sg_upstream_t *up);
 static void send_list_page(sg_upstream_t *up, sg_str_t cursor);
 
 const char *sg_upstream_state_name(sg_upstream_state_t s)
 {
-    static const char *const names[] = { "down", "starting", "listing", "ready", "failed",
-        "stopped" };
+    static const char *const names[] = {
+        "down", "starting", "listing", "ready", "failed", "stopped"
+    };
     return (size_t)s < SG_ARRAY_LEN(names) ? names[s] : "?";
 }
 
@@ -89,7 +90,7 @@ static void set_state(sg_upstream_t *up, sg_upstream_state_t s)
         return;
     }
     SG_LOG_DEBUG(&up->log, "state %s -> %s", sg_upstream_state_name(up->state),
-            sg_upstream_state_name(s));
+                 sg_upstream_state_name(s));
     up->state = s;
     if (up->hooks.on_state != NULL && !up->freeing) {
         up->hooks.on_state(up->hooks.data, up);
@@ -176,7 +177,7 @@ static void on_call_timeout(sg_timer_t *t)
     if (c != &up->internal) {
         char params[64];
         snprintf(params, sizeof(params), "{\"requestId\":%" PRIu64 ",\"reason\":\"timeout\"}",
-                c->_id);
+                 c->_id);
         (void)sg_upstream_notify(up, "notifications/cancelled", sg_str(params));
     }
     if (up->tr->ops->forget != NULL) {
@@ -189,12 +190,11 @@ static void on_call_timeout(sg_timer_t *t)
 /* ---- building and sending messages ---- */
 
 /* params with _meta.progressToken replaced by token (raw); returns false when there is none. */
-static bool splice_progress_token(sg_str_t params, const char *token, sg_buf_t *out,
-        sg_str_t *orig)
+static bool splice_progress_token(sg_str_t params, const char *token, sg_buf_t *out, sg_str_t *orig)
 {
     sg_str_t meta, tok;
     if (params.len == 0 || sg_json_object_get(params, "_meta", &meta) != SG_OK ||
-            sg_json_object_get(meta, "progressToken", &tok) != SG_OK) {
+        sg_json_object_get(meta, "progressToken", &tok) != SG_OK) {
         return false;
     }
     *orig = tok;
@@ -205,7 +205,7 @@ static bool splice_progress_token(sg_str_t params, const char *token, sg_buf_t *
 }
 
 static int send_request(sg_upstream_t *up, sg_upcall_t *c, const char *method, sg_str_t params,
-        uint64_t timeout_ms)
+                        uint64_t timeout_ms)
 {
     char id[24];
     snprintf(id, sizeof(id), "%" PRIu64, c->_id);
@@ -229,7 +229,7 @@ static int send_request(sg_upstream_t *up, sg_upcall_t *c, const char *method, s
 }
 
 int sg_upstream_call(sg_upstream_t *up, sg_upcall_t *c, const char *method, sg_str_t params_raw,
-        uint64_t timeout_ms, const sg_upcall_ops_t *ops)
+                     uint64_t timeout_ms, const sg_upcall_ops_t *ops)
 {
     if (up->state != SG_UPSTREAM_READY && up->state != SG_UPSTREAM_LISTING) {
         return SG_EUPSTREAM;
@@ -272,7 +272,7 @@ void sg_upstream_cancel(sg_upcall_t *c, const char *reason)
 int sg_upstream_notify(sg_upstream_t *up, const char *method, sg_str_t params_raw)
 {
     if (up->state == SG_UPSTREAM_DOWN || up->state == SG_UPSTREAM_STOPPED ||
-            up->state == SG_UPSTREAM_FAILED) {
+        up->state == SG_UPSTREAM_FAILED) {
         return SG_EUPSTREAM;
     }
     sg_buf_t msg = SG_BUF_INIT;
@@ -292,7 +292,7 @@ int sg_upstream_answer(sg_upstream_t *up, sg_str_t gw_id, sg_str_t body_raw, boo
     sg_buf_t idtext = SG_BUF_INIT;
     uint64_t n = 0;
     if (sg_json_string_decode(gw_id, &idtext) != SG_OK ||
-            sscanf(idtext.data != NULL ? idtext.data : "", "sg-%" SCNu64, &n) != 1) {
+        sscanf(idtext.data != NULL ? idtext.data : "", "sg-%" SCNu64, &n) != 1) {
         sg_buf_dispose(&idtext);
         return SG_ENOTFOUND;
     }
@@ -304,7 +304,7 @@ int sg_upstream_answer(sg_upstream_t *up, sg_str_t gw_id, sg_str_t body_raw, boo
         }
         sg_buf_t msg = SG_BUF_INIT;
         sg_buf_printf(&msg, "{\"jsonrpc\":\"2.0\",\"id\":%s,\"%s\":", p->orig_id,
-                is_error ? "error" : "result");
+                      is_error ? "error" : "result");
         sg_buf_append_str(&msg, body_raw);
         sg_buf_append_char(&msg, '}');
         send_raw(up, &msg);
@@ -337,7 +337,7 @@ static void reply_error(sg_upstream_t *up, sg_str_t id, int code, const char *me
 }
 
 static void on_upstream_request(sg_upstream_t *up, const sg_jsonrpc_msg_t *m, sg_str_t text,
-        void *origin)
+                                void *origin)
 {
     if (sg_str_eq_cstr(m->method, "ping")) {
         sg_buf_t msg = SG_BUF_INIT;
@@ -359,7 +359,8 @@ static void on_upstream_request(sg_upstream_t *up, const sg_jsonrpc_msg_t *m, sg
     sg_buf_t out = SG_BUF_INIT;
     sg_buf_append(&out, text.ptr, (size_t)(m->id.ptr - text.ptr));
     sg_buf_printf(&out, "\"sg-%" PRIu64 "\"", p->gw_n);
-    sg_buf_append(&out, m->id.ptr + m->id.len, (size_t)(text.ptr + text.len - m->id.ptr - m->id.len));
+    sg_buf_append(&out, m->id.ptr + m->id.len,
+                  (size_t)(text.ptr + text.len - m->id.ptr - m->id.len));
     c->ops->on_interim(c, sg_buf_str(&out), true);
     sg_buf_dispose(&out);
 }
@@ -370,8 +371,8 @@ static void on_progress(sg_upstream_t *up, const sg_jsonrpc_msg_t *m, sg_str_t t
     sg_buf_t dec = SG_BUF_INIT;
     uint64_t id = 0;
     if (sg_json_object_get(m->params, "progressToken", &tok) != SG_OK ||
-            sg_json_string_decode(tok, &dec) != SG_OK ||
-            sscanf(dec.data != NULL ? dec.data : "", "sg%" SCNu64, &id) != 1) {
+        sg_json_string_decode(tok, &dec) != SG_OK ||
+        sscanf(dec.data != NULL ? dec.data : "", "sg%" SCNu64, &id) != 1) {
         sg_buf_dispose(&dec);
         return;
     }
@@ -389,7 +390,7 @@ static void on_progress(sg_upstream_t *up, const sg_jsonrpc_msg_t *m, sg_str_t t
 }
 
 static void on_upstream_notification(sg_upstream_t *up, const sg_jsonrpc_msg_t *m, sg_str_t text,
-        void *origin)
+                                     void *origin)
 {
     if (sg_str_eq_cstr(m->method, "notifications/progress")) {
         on_progress(up, m, text);
@@ -401,8 +402,8 @@ static void on_upstream_notification(sg_upstream_t *up, const sg_jsonrpc_msg_t *
             up->relist_wanted = true;
         }
     } else if (!sg_str_eq_cstr(m->method, "notifications/cancelled") &&
-            !sg_str_has_prefix(m->method, "notifications/resources/list_changed") &&
-            !sg_str_has_prefix(m->method, "notifications/prompts/list_changed")) {
+               !sg_str_has_prefix(m->method, "notifications/resources/list_changed") &&
+               !sg_str_has_prefix(m->method, "notifications/prompts/list_changed")) {
         /* log messages, resource updates and the like go to the call they belong to, if any */
         sg_upcall_t *c = owner_of(up, origin);
         if (c != NULL && c != &up->internal) {
@@ -417,8 +418,9 @@ static void on_message(void *owner, sg_str_t json, void *origin)
     sg_jsonrpc_msg_t m;
     sg_buf_t scratch = SG_BUF_INIT;
     int64_t id;
-    if (json.len > MAX_MESSAGE || sg_json_validate(json.ptr, json.len, SG_JSON_MAX_DEPTH, NULL) != SG_OK ||
-            sg_jsonrpc_parse_one(json, &m, &scratch, NULL) != SG_OK) {
+    if (json.len > MAX_MESSAGE ||
+        sg_json_validate(json.ptr, json.len, SG_JSON_MAX_DEPTH, NULL) != SG_OK ||
+        sg_jsonrpc_parse_one(json, &m, &scratch, NULL) != SG_OK) {
         SG_LOG_WARN(&up->log, "ignoring a malformed message (%zu bytes)", json.len);
         sg_buf_dispose(&scratch);
         return;
@@ -464,7 +466,7 @@ static void on_origin_done(void *owner, void *origin, int status)
 /* ---- lifecycle: initialize, list, restart ---- */
 
 static void internal_start(sg_upstream_t *up, const char *method, sg_str_t params,
-        const sg_upcall_ops_t *ops, uint64_t timeout_ms)
+                           const sg_upcall_ops_t *ops, uint64_t timeout_ms)
 {
     sg_upcall_t *c = &up->internal;
     memset(c, 0, sizeof(*c));
@@ -529,7 +531,7 @@ static int collect_tools(sg_upstream_t *up, sg_str_t tools)
     int rc;
     while ((rc = sg_json_array_next(&it, &item)) == 1) {
         if (up->nlisting == MAX_TOOLS || sg_json_object_get(item, "name", &name) != SG_OK ||
-                sg_json_type(name) != SG_JSON_STRING) {
+            sg_json_type(name) != SG_JSON_STRING) {
             continue;
         }
         sg_buf_t n = SG_BUF_INIT;
@@ -556,7 +558,7 @@ static void on_list_done(sg_upcall_t *c, int status, sg_str_t response)
     sg_jsonrpc_msg_t m;
     sg_buf_t scratch = SG_BUF_INIT;
     if (status != SG_OK || sg_jsonrpc_parse_one(response, &m, &scratch, NULL) != SG_OK ||
-            m.kind != SG_JSONRPC_RESPONSE) {
+        m.kind != SG_JSONRPC_RESPONSE) {
         sg_buf_dispose(&scratch);
         SG_LOG_WARN(&up->log, "tools/list failed: %s", sg_err_message(status));
         free_tools(up->listing, up->nlisting);
@@ -571,7 +573,7 @@ static void on_list_done(sg_upcall_t *c, int status, sg_str_t response)
         (void)collect_tools(up, tools);
     }
     if (sg_json_object_get(result, "nextCursor", &cursor) == SG_OK &&
-            sg_json_type(cursor) == SG_JSON_STRING && ++up->pages < MAX_PAGES) {
+        sg_json_type(cursor) == SG_JSON_STRING && ++up->pages < MAX_PAGES) {
         send_list_page(up, cursor);
         return;
     }
@@ -608,18 +610,19 @@ static void on_init_done(sg_upcall_t *c, int status, sg_str_t response)
     sg_buf_t scratch = SG_BUF_INIT;
     sg_str_t caps, version;
     if (status != SG_OK || sg_jsonrpc_parse_one(response, &m, &scratch, NULL) != SG_OK ||
-            m.kind != SG_JSONRPC_RESPONSE) {
+        m.kind != SG_JSONRPC_RESPONSE) {
         sg_buf_dispose(&scratch);
-        SG_LOG_WARN(&up->log, "initialize failed: %s", sg_err_message(status != SG_OK ? status : SG_EUPSTREAM));
+        SG_LOG_WARN(&up->log, "initialize failed: %s",
+                    sg_err_message(status != SG_OK ? status : SG_EUPSTREAM));
         up->tr->ops->stop(up->tr);
         return;
     }
     free(up->capabilities);
     up->capabilities = sg_json_object_get(m.result, "capabilities", &caps) == SG_OK
-            ? sg_xstrdup_str(caps)
-            : sg_xstrdup("{}");
+                               ? sg_xstrdup_str(caps)
+                               : sg_xstrdup("{}");
     if (up->cfg->kind == SG_UPSTREAM_HTTP &&
-            sg_json_object_get(m.result, "protocolVersion", &version) == SG_OK) {
+        sg_json_object_get(m.result, "protocolVersion", &version) == SG_OK) {
         sg_buf_t v = SG_BUF_INIT;
         if (sg_json_string_decode(version, &v) == SG_OK && v.len < 16) {
             sg_transport_http_set_version(up->tr, v.data);
@@ -637,9 +640,10 @@ static const sg_upcall_ops_t init_ops = { .on_interim = NULL, .on_done = on_init
 static void on_ready(void *owner)
 {
     sg_upstream_t *up = owner;
-    static const char params[] = "{\"protocolVersion\":\"" PROTOCOL_VERSION "\","
-                                 "\"capabilities\":{\"sampling\":{},\"elicitation\":{}},"
-                                 "\"clientInfo\":{\"name\":\"sentinel-gate\",\"version\":\"0.1.0\"}}";
+    static const char params[] =
+            "{\"protocolVersion\":\"" PROTOCOL_VERSION "\","
+            "\"capabilities\":{\"sampling\":{},\"elicitation\":{}},"
+            "\"clientInfo\":{\"name\":\"sentinel-gate\",\"version\":\"0.1.0\"}}";
     internal_start(up, "initialize", SG_STR_LIT(params), &init_ops, INIT_TIMEOUT_MS);
 }
 
@@ -689,20 +693,25 @@ static sg_transport_t *make_transport(sg_upstream_t *up, h2o_context_t *http_ctx
 {
     const sg_upstream_cfg_t *cfg = up->cfg;
     if (cfg->kind == SG_UPSTREAM_HTTP) {
-        sg_http_spec_t spec = { .url = cfg->url, .headers = (const char *const *)cfg->headers,
-            .nheaders = cfg->nheaders, .io_timeout_ms = cfg->timeout_ms };
-        return http_ctx != NULL ? sg_transport_http_new(up->loop, http_ctx, &spec, &events, up,
-                                          up->name)
-                                : NULL;
+        sg_http_spec_t spec = { .url = cfg->url,
+                                .headers = (const char *const *)cfg->headers,
+                                .nheaders = cfg->nheaders,
+                                .io_timeout_ms = cfg->timeout_ms };
+        return http_ctx != NULL
+                       ? sg_transport_http_new(up->loop, http_ctx, &spec, &events, up, up->name)
+                       : NULL;
     }
-    sg_stdio_spec_t spec = { .command = cfg->command, .args = (const char *const *)cfg->args,
-        .nargs = cfg->nargs, .env = (const char *const *)cfg->env, .nenv = cfg->nenv,
-        .cwd = cfg->cwd };
+    sg_stdio_spec_t spec = { .command = cfg->command,
+                             .args = (const char *const *)cfg->args,
+                             .nargs = cfg->nargs,
+                             .env = (const char *const *)cfg->env,
+                             .nenv = cfg->nenv,
+                             .cwd = cfg->cwd };
     return sg_transport_stdio_new(up->loop, &spec, &events, up, up->name);
 }
 
 sg_upstream_t *sg_upstream_new(sg_loop_t *loop, h2o_context_t *http_ctx, sg_tenant_t *snap,
-        const sg_upstream_cfg_t *cfg, const sg_upstream_hooks_t *hooks)
+                               const sg_upstream_cfg_t *cfg, const sg_upstream_hooks_t *hooks)
 {
     sg_metrics_register(&m_restarts);
     sg_metrics_register(&m_upcalls);
@@ -768,5 +777,5 @@ bool sg_upstream_has_capability(const sg_upstream_t *up, const char *name)
 {
     sg_str_t v;
     return sg_json_object_get(sg_str(up->capabilities), name, &v) == SG_OK &&
-            sg_json_type(v) == SG_JSON_OBJECT;
+           sg_json_type(v) == SG_JSON_OBJECT;
 }

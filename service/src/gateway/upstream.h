@@ -20,11 +20,11 @@ typedef struct sg_upstream sg_upstream_t;
 typedef struct sg_upcall sg_upcall_t;
 
 typedef enum sg_upstream_state {
-    SG_UPSTREAM_DOWN = 0,    /* not started, or waiting to restart */
-    SG_UPSTREAM_STARTING,    /* transport starting / initialize sent */
-    SG_UPSTREAM_LISTING,     /* initialized, listing tools */
+    SG_UPSTREAM_DOWN = 0, /* not started, or waiting to restart */
+    SG_UPSTREAM_STARTING, /* transport starting / initialize sent */
+    SG_UPSTREAM_LISTING,  /* initialized, listing tools */
     SG_UPSTREAM_READY,
-    SG_UPSTREAM_FAILED,      /* gave up after its retry budget; still retries slowly */
+    SG_UPSTREAM_FAILED, /* gave up after its retry budget; still retries slowly */
     SG_UPSTREAM_STOPPED,
 } sg_upstream_state_t;
 
@@ -77,7 +77,7 @@ typedef struct sg_upstream_hooks {
  * It starts at once. http_ctx serves HTTP upstreams (may be NULL when there are none).
  */
 sg_upstream_t *sg_upstream_new(sg_loop_t *loop, h2o_context_t *http_ctx, sg_tenant_t *snap,
-        const sg_upstream_cfg_t *cfg, const sg_upstream_hooks_t *hooks);
+                               const sg_upstream_cfg_t *cfg, const sg_upstream_hooks_t *hooks);
 /* Stops and frees the upstream; calls in flight end with SG_EUPSTREAM before it returns. */
 void sg_upstream_free(sg_upstream_t *up);
 
@@ -97,7 +97,7 @@ bool sg_upstream_has_capability(const sg_upstream_t *up, const char *name);
  * SG_EUPSTREAM when the upstream is not ready (no callback).
  */
 int sg_upstream_call(sg_upstream_t *up, sg_upcall_t *c, const char *method, sg_str_t params_raw,
-        uint64_t timeout_ms, const sg_upcall_ops_t *ops) SG_MUSTCHECK;
+                     uint64_t timeout_ms, const sg_upcall_ops_t *ops) SG_MUSTCHECK;
 /*
  * Abandons a call: sends notifications/cancelled upstream (with reason, may be NULL);
  * on_done will not be called.

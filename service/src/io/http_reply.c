@@ -73,11 +73,11 @@ void sg_http_reply(h2o_req_t *req, int status, const char *content_type, sg_str_
     req->res.reason = sg_http_reason(status);
     req->res.content_length = body.len;
     if (content_type != NULL) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                content_type, strlen(content_type));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                       strlen(content_type));
     }
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
-            H2O_STRLIT("no-store"));
+                   H2O_STRLIT("no-store"));
     h2o_iovec_t buf = h2o_iovec_init(NULL, 0);
     if (body.len != 0) {
         buf.base = h2o_mem_alloc_pool(&req->pool, body.len);

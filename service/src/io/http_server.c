@@ -6,9 +6,10 @@
  */
 #include "io/http_server.h"
 
-#include <sys/socket.h>
-#include <netinet/in.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -103,8 +104,9 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 
 static int open_listener(const char *host, int port, int *fd_out, int *bound_port, sg_error_t *err)
 {
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-        .ai_flags = AI_NUMERICHOST | AI_PASSIVE };
+    struct addrinfo hints = { .ai_family = AF_UNSPEC,
+                              .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICHOST | AI_PASSIVE };
     struct addrinfo *ai = NULL;
     char portstr[16];
     snprintf(portstr, sizeof(portstr), "%d", port);
@@ -114,14 +116,14 @@ static int open_listener(const char *host, int port, int *fd_out, int *bound_por
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int on = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
-            bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
         int e = errno;
         if (fd >= 0) {
             close(fd);
         }
         freeaddrinfo(ai);
         return sg_error_set(err, SG_EIO, "SG_LISTEN: cannot listen on %s:%d: %s", host, port,
-                strerror(e));
+                            strerror(e));
     }
     freeaddrinfo(ai);
     struct sockaddr_storage ss;
@@ -143,7 +145,7 @@ static int make_ssl_ctx(sg_http_server_t *s, const char *cert, const char *key, 
         return sg_error_set(err, SG_ESETTING, "SG_TLS_CERT: cannot load the certificate chain");
     }
     if (SSL_CTX_use_PrivateKey_file(s->ssl_ctx, key, SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(s->ssl_ctx) != 1) {
+        SSL_CTX_check_private_key(s->ssl_ctx) != 1) {
         ERR_clear_error();
         return sg_error_set(err, SG_ESETTING, "SG_TLS_KEY: cannot load a matching private key");
     }
@@ -152,7 +154,7 @@ static int make_ssl_ctx(sg_http_server_t *s, const char *cert, const char *key, 
 }
 
 int sg_http_server_listen(sg_http_server_t *s, const char *host, int port, const char *cert,
-        const char *key, sg_error_t *err)
+                          const char *key, sg_error_t *err)
 {
     if (cert != NULL && cert[0] != '\0') {
         int rc = make_ssl_ctx(s, cert, key, err);
@@ -210,9 +212,13 @@ bool sg_http_server_close_idle(sg_http_server_t *s)
     h2o_timeout_run(loop, &s->ctx.handshake_timeout, UINT64_MAX);
     /* HTTP/2's graceful shutdown waits a second before its final GOAWAY: do it now */
     h2o_timeout_run(loop, &s->ctx.one_sec_timeout, UINT64_MAX);
-    h2o_timeout_t *all[] = { &s->ctx.zero_timeout, &s->ctx.one_sec_timeout,
-        &s->ctx.hundred_ms_timeout, &s->ctx.handshake_timeout, &s->ctx.http1.req_timeout,
-        &s->ctx.http2.idle_timeout, &s->ctx.http2.graceful_shutdown_timeout };
+    h2o_timeout_t *all[] = { &s->ctx.zero_timeout,
+                             &s->ctx.one_sec_timeout,
+                             &s->ctx.hundred_ms_timeout,
+                             &s->ctx.handshake_timeout,
+                             &s->ctx.http1.req_timeout,
+                             &s->ctx.http2.idle_timeout,
+                             &s->ctx.http2.graceful_shutdown_timeout };
     for (size_t i = 0; i < SG_ARRAY_LEN(all); i++) {
         if (!timeout_empty(all[i])) {
             return false;

@@ -40,7 +40,7 @@ void sg_http_server_route(sg_http_server_t *s, const char *path, sg_http_handler
  * serves TLS 1.2+ with ALPN h2/http1.1. Returns SG_OK or SG_EIO/SG_ESETTING with err set.
  */
 int sg_http_server_listen(sg_http_server_t *s, const char *host, int port, const char *cert,
-        const char *key, sg_error_t *err) SG_MUSTCHECK;
+                          const char *key, sg_error_t *err) SG_MUSTCHECK;
 /* The port actually bound (useful with port 0). */
 int sg_http_server_port(const sg_http_server_t *s);
 /*

@@ -38,8 +38,8 @@ void sg_loop_free(sg_loop_t *loop)
     for (size_t i = 0; i < loop->nqueues; i++) {
         /* entries still linked are a bug of their owner; unlink to keep h2o's assert happy */
         while (!h2o_linklist_is_empty(&loop->queues[i]->queue._entries)) {
-            h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(
-                    h2o_timeout_entry_t, _link, loop->queues[i]->queue._entries.next);
+            h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link,
+                                                            loop->queues[i]->queue._entries.next);
             h2o_timeout_unlink(e);
         }
         h2o_timeout_dispose(loop->evloop, &loop->queues[i]->queue);
@@ -137,8 +137,7 @@ static void on_sock_write(h2o_socket_t *sock, const char *err)
     }
 }
 
-int sg_watch_init(sg_watch_t *w, sg_loop_t *loop, int fd, sg_watch_cb on_read,
-        sg_watch_cb on_write)
+int sg_watch_init(sg_watch_t *w, sg_loop_t *loop, int fd, sg_watch_cb on_read, sg_watch_cb on_write)
 {
     memset(w, 0, sizeof(*w));
     /* close-on-exec: a spawned child must not inherit the library's socket */

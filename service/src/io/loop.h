@@ -73,7 +73,7 @@ struct sg_watch {
 
 /* Starts watching fd (not yet reading). Returns SG_OK or SG_EIO. */
 int sg_watch_init(sg_watch_t *w, sg_loop_t *loop, int fd, sg_watch_cb on_read,
-        sg_watch_cb on_write) SG_MUSTCHECK;
+                  sg_watch_cb on_write) SG_MUSTCHECK;
 void sg_watch_want_read(sg_watch_t *w, bool on);
 void sg_watch_want_write(sg_watch_t *w, bool on);
 /* Stops watching and closes the dup. Idempotent. */

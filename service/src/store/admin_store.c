@@ -12,9 +12,11 @@ void sg_admin_store_prepare(sg_pg_t *pg)
 }
 
 void sg_admin_store_record(sg_pg_t *pg, sg_pg_query_t *q, const sg_admin_action_t *a,
-        sg_pg_query_cb cb)
+                           sg_pg_query_cb cb)
 {
-    const char *params[] = { a->actor, a->action, a->tenant, a->target,
-        a->details != NULL ? a->details : "{}", a->request_id };
+    const char *params[] = {
+        a->actor,     a->action, a->tenant, a->target, a->details != NULL ? a->details : "{}",
+        a->request_id
+    };
     sg_pg_exec_prepared(pg, q, TIMEOUT_MS, "admin_action_insert", 6, params, NULL, cb);
 }

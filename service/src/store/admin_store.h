@@ -22,6 +22,6 @@ typedef struct sg_admin_action {
 void sg_admin_store_prepare(sg_pg_t *pg);
 /* Inserts one row asynchronously; q's callback as sg_pg_query_start (all strings are copied). */
 void sg_admin_store_record(sg_pg_t *pg, sg_pg_query_t *q, const sg_admin_action_t *a,
-        sg_pg_query_cb cb);
+                           sg_pg_query_cb cb);
 
 #endif

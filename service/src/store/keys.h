@@ -7,19 +7,19 @@
 #ifndef SG_STORE_KEYS_H
 #define SG_STORE_KEYS_H
 
-#define SG_KEY_TENANTS              "sg:tenants"             /* hash tenant -> version */
-#define SG_KEY_CONFIG_FMT           "sg:{%s}:config"         /* tenant */
-#define SG_KEY_SECRET               "sg:secret:session"
-#define SG_KEY_KILL_GLOBAL          "sg:killswitch"
-#define SG_KEY_KILL_TENANT_FMT      "sg:{%s}:killswitch"     /* tenant */
-#define SG_KEY_KILL_IDENTITY_FMT    "sg:{%s}:killswitch:%s"  /* tenant, identity */
-#define SG_KEY_REVOKED_SESSIONS     "sg:revoked-sessions"    /* zset nonce -> expiry ms */
-#define SG_CHANNEL_EVENTS           "sg:events"
+#define SG_KEY_TENANTS           "sg:tenants"     /* hash tenant -> version */
+#define SG_KEY_CONFIG_FMT        "sg:{%s}:config" /* tenant */
+#define SG_KEY_SECRET            "sg:secret:session"
+#define SG_KEY_KILL_GLOBAL       "sg:killswitch"
+#define SG_KEY_KILL_TENANT_FMT   "sg:{%s}:killswitch"    /* tenant */
+#define SG_KEY_KILL_IDENTITY_FMT "sg:{%s}:killswitch:%s" /* tenant, identity */
+#define SG_KEY_REVOKED_SESSIONS  "sg:revoked-sessions"   /* zset nonce -> expiry ms */
+#define SG_CHANNEL_EVENTS        "sg:events"
 
 /* Messages on SG_CHANNEL_EVENTS */
-#define SG_EVENT_KILLSWITCH         "killswitch"
-#define SG_EVENT_CONFIG_PREFIX      "config "   /* config <tenant> <version> */
-#define SG_EVENT_REVOKED_PREFIX     "revoked "  /* revoked <nonce> */
-#define SG_EVENT_TOOLS_PREFIX       "tools "    /* tools <tenant> */
+#define SG_EVENT_KILLSWITCH     "killswitch"
+#define SG_EVENT_CONFIG_PREFIX  "config "  /* config <tenant> <version> */
+#define SG_EVENT_REVOKED_PREFIX "revoked " /* revoked <nonce> */
+#define SG_EVENT_TOOLS_PREFIX   "tools "   /* tools <tenant> */
 
 #endif

@@ -2,8 +2,9 @@
 /* Blocking kill-switch writes for the CLI (see killswitch_store.h). */
 #include "store/killswitch_store.h"
 
-#include <stdio.h>
 #include <sys/time.h>
+
+#include <stdio.h>
 
 #include <hiredis/hiredis.h>
 
@@ -22,8 +23,8 @@ static int run(redisContext *c, sg_error_t *err, int argc, const char **argv)
         return sg_error_set(err, SG_EIO, "redis: connection lost during %s", argv[0]);
     }
     int rc = r->type == REDIS_REPLY_ERROR
-            ? sg_error_set(err, SG_EBACKEND, "redis refused %s", argv[0])
-            : SG_OK;
+                     ? sg_error_set(err, SG_EBACKEND, "redis refused %s", argv[0])
+                     : SG_OK;
     freeReplyObject(r);
     return rc;
 }
@@ -43,16 +44,17 @@ static int auth_and_select(redisContext *c, const sg_redis_url_t *u, sg_error_t 
 }
 
 int sg_killswitch_store_set(const char *redis_url, const char *tenant, const char *identity,
-        bool engaged, sg_error_t *err)
+                            bool engaged, sg_error_t *err)
 {
     sg_redis_url_t u;
     if (sg_redis_parse_url(redis_url, &u, err) != SG_OK) {
         return SG_ESETTING;
     }
     if ((tenant != NULL && !sg_name_is_valid(sg_str(tenant))) ||
-            (identity != NULL && (tenant == NULL || !sg_name_is_valid(sg_str(identity))))) {
-        return sg_error_set(err, SG_EINVAL, "--tenant and --identity take names of 1-64 "
-                                            "[A-Za-z0-9_.-]; --identity needs --tenant");
+        (identity != NULL && (tenant == NULL || !sg_name_is_valid(sg_str(identity))))) {
+        return sg_error_set(err, SG_EINVAL,
+                            "--tenant and --identity take names of 1-64 "
+                            "[A-Za-z0-9_.-]; --identity needs --tenant");
     }
     char key[200];
     if (tenant == NULL) {

@@ -16,6 +16,6 @@
  * SG_EIO / SG_EBACKEND with err set (never containing the password).
  */
 int sg_killswitch_store_set(const char *redis_url, const char *tenant, const char *identity,
-        bool engaged, sg_error_t *err) SG_MUSTCHECK;
+                            bool engaged, sg_error_t *err) SG_MUSTCHECK;
 
 #endif

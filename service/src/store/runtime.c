@@ -7,6 +7,7 @@
 #include "store/runtime.h"
 
 #include <sys/signalfd.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +22,10 @@
 #include "io/http_reply.h"
 #include "store/migrate.h"
 
-#define PROBE_MS        500
-#define PROBE_TIMEOUT   1000
-#define MAX_CHECKS      8
-#define PG_POOL_SIZE    4
+#define PROBE_MS      500
+#define PROBE_TIMEOUT 1000
+#define MAX_CHECKS    8
+#define PG_POOL_SIZE  4
 
 struct sg_runtime {
     const sg_settings_t *settings;
@@ -65,9 +66,9 @@ static const sg_log_ctx_t log_ctx = { .component = "runtime" };
 
 static SG_METRIC_DEFINE(m_up, SG_METRIC_GAUGE, "sg_up", NULL, "1 while the process serves");
 static SG_METRIC_DEFINE(m_redis_up, SG_METRIC_GAUGE, "sg_backend_up", "backend=\"redis\"",
-        "1 when the backend answered the last probe");
+                        "1 when the backend answered the last probe");
 static SG_METRIC_DEFINE(m_pg_up, SG_METRIC_GAUGE, "sg_backend_up", "backend=\"postgres\"",
-        "1 when the backend answered the last probe");
+                        "1 when the backend answered the last probe");
 
 sg_runtime_t *sg_runtime_new(const sg_settings_t *settings, sg_error_t *err)
 {
@@ -219,7 +220,7 @@ static void on_probe_timer(sg_timer_t *t)
     if (!rt->schema_busy) {
         rt->schema_busy = true;
         sg_pg_query_start(rt->pg, &rt->schema_query, PROBE_TIMEOUT, SG_SCHEMA_VERSION_SQL, 0, NULL,
-                NULL, on_schema);
+                          NULL, on_schema);
     }
     sg_timer_start(rt->loop, &rt->probe_timer, PROBE_MS, on_probe_timer);
 }
@@ -272,10 +273,10 @@ static int on_readyz(void *data, h2o_req_t *req)
     sg_buf_t body = SG_BUF_INIT;
     int status = missing.len == 0 ? 200 : 503;
     sg_buf_printf(&body, "{\"status\":\"%s\",\"schema\":{\"expected\":%d,\"found\":%lld},",
-            status == 200 ? "ready" : "not ready", SG_SCHEMA_VERSION,
-            (long long)rt->schema_version);
+                  status == 200 ? "ready" : "not ready", SG_SCHEMA_VERSION,
+                  (long long)rt->schema_version);
     sg_buf_printf(&body, "\"checks\":{\"redis\":%s,\"postgres\":%s},\"missing\":[",
-            rt->redis_ok ? "true" : "false", rt->pg_ok ? "true" : "false");
+                  rt->redis_ok ? "true" : "false", rt->pg_ok ? "true" : "false");
     sg_buf_append_str(&body, sg_buf_str(&missing));
     sg_buf_append_cstr(&body, "]}");
     sg_http_reply_json(req, status, sg_buf_str(&body));
@@ -305,7 +306,7 @@ static void on_signal(sg_watch_t *w)
             continue;
         }
         SG_LOG_INFO(&log_ctx, "signal %u: draining (up to %lld ms)", si.ssi_signo,
-                (long long)rt->settings->drain_timeout_ms);
+                    (long long)rt->settings->drain_timeout_ms);
         rt->stopping = true;
         rt->drain_deadline_ms = sg_clock_now_ms() + (uint64_t)rt->settings->drain_timeout_ms;
         sg_http_server_stop_accepting(rt->http);
@@ -325,7 +326,7 @@ static int setup_signals(sg_runtime_t *rt, sg_error_t *err)
     signal(SIGPIPE, SIG_IGN);
     rt->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (rt->signal_fd < 0 ||
-            sg_watch_init(&rt->signals, rt->loop, rt->signal_fd, on_signal, NULL) != SG_OK) {
+        sg_watch_init(&rt->signals, rt->loop, rt->signal_fd, on_signal, NULL) != SG_OK) {
         return sg_error_set(err, SG_EIO, "cannot set up signal handling");
     }
     sg_watch_want_read(&rt->signals, true);
@@ -342,19 +343,19 @@ int sg_runtime_run(sg_runtime_t *rt, sg_error_t *err)
     sg_http_server_route(rt->http, "/readyz", on_readyz, rt);
     sg_http_server_route(rt->http, "/metrics", on_metrics, rt);
     rc = sg_http_server_listen(rt->http, rt->settings->listen_host, rt->settings->listen_port,
-            rt->settings->tls_cert, rt->settings->tls_key, err);
+                               rt->settings->tls_cert, rt->settings->tls_key, err);
     if (rc != SG_OK) {
         return rc;
     }
     sg_metric_set(&m_up, 1);
     sg_timer_start(rt->loop, &rt->probe_timer, 0, on_probe_timer);
-    while (!rt->stopping || (sg_http_server_inflight(rt->http) > 0 &&
-                                    sg_clock_now_ms() < rt->drain_deadline_ms)) {
+    while (!rt->stopping ||
+           (sg_http_server_inflight(rt->http) > 0 && sg_clock_now_ms() < rt->drain_deadline_ms)) {
         sg_loop_run_once(rt->loop, rt->stopping ? 50 : 1000);
     }
     if (sg_http_server_inflight(rt->http) > 0) {
         SG_LOG_WARN(&log_ctx, "drain bound reached with %zu requests in flight",
-                sg_http_server_inflight(rt->http));
+                    sg_http_server_inflight(rt->http));
     }
     /* close idle keep-alive connections and let the last writes finish (bounded) */
     uint64_t quiet_deadline = sg_clock_now_ms() + 2000;

@@ -10,21 +10,24 @@
 
 void sg_tenant_store_prepare(sg_pg_t *pg)
 {
-    sg_pg_prepare(pg, "tenant_current",
+    sg_pg_prepare(
+            pg, "tenant_current",
             "SELECT version, coalesce(config_text, config::text), deleted FROM tenants_current "
             "WHERE tenant = $1",
             1);
     sg_pg_prepare(pg, "tenant_all",
-            "SELECT tenant, version, coalesce(config_text, config::text), deleted "
-            "FROM tenants_current ORDER BY tenant",
-            0);
+                  "SELECT tenant, version, coalesce(config_text, config::text), deleted "
+                  "FROM tenants_current ORDER BY tenant",
+                  0);
     sg_pg_prepare(pg, "tenant_list",
-            "SELECT tenant, version, created_at, created_by FROM tenants_current "
-            "WHERE NOT deleted ORDER BY tenant",
-            0);
-    sg_pg_prepare(pg, "tenant_insert",
+                  "SELECT tenant, version, created_at, created_by FROM tenants_current "
+                  "WHERE NOT deleted ORDER BY tenant",
+                  0);
+    sg_pg_prepare(
+            pg, "tenant_insert",
             "WITH ins AS (INSERT INTO tenants (tenant, version, config, config_text, created_by, "
-            "deleted) VALUES ($1, $2::bigint, $3::text::jsonb, $3::text, $4, $5::boolean) RETURNING tenant) "
+            "deleted) VALUES ($1, $2::bigint, $3::text::jsonb, $3::text, $4, $5::boolean) "
+            "RETURNING tenant) "
             "INSERT INTO admin_actions (actor, action, tenant, target, details) "
             "SELECT $4, $6, tenant, $2, $7::jsonb FROM ins",
             7);
@@ -47,12 +50,17 @@ void sg_tenant_store_list(sg_pg_t *pg, sg_pg_query_t *q, sg_pg_query_cb cb)
 }
 
 void sg_tenant_store_insert(sg_pg_t *pg, sg_pg_query_t *q, const sg_tenant_row_t *row,
-        sg_pg_query_cb cb)
+                            sg_pg_query_cb cb)
 {
     char version[24];
     snprintf(version, sizeof(version), "%" PRId64, row->version);
-    const char *params[] = { row->tenant, version, row->config_text, row->actor,
-        row->deleted ? "true" : "false", row->action, row->details != NULL ? row->details : "{}" };
+    const char *params[] = { row->tenant,
+                             version,
+                             row->config_text,
+                             row->actor,
+                             row->deleted ? "true" : "false",
+                             row->action,
+                             row->details != NULL ? row->details : "{}" };
     sg_pg_exec_prepared(pg, q, TIMEOUT_MS, "tenant_insert", 7, params, NULL, cb);
 }
 
@@ -73,9 +81,8 @@ static void on_set_done(sg_redis_cmd_t *cmd, int status, const redisReply *reply
 static void on_ptr_done(sg_redis_cmd_t *cmd, int status, const redisReply *reply)
 {
     sg_tenant_publish_t *p = SG_CONTAINER_OF(cmd, sg_tenant_publish_t, ptr_cmd);
-    p->status = status == SG_OK && reply != NULL && reply->type != REDIS_REPLY_ERROR
-            ? SG_OK
-            : SG_EBACKEND;
+    p->status = status == SG_OK && reply != NULL && reply->type != REDIS_REPLY_ERROR ? SG_OK
+                                                                                     : SG_EBACKEND;
     step_done(p);
 }
 
@@ -87,7 +94,7 @@ static void on_pub_done(sg_redis_cmd_t *cmd, int status, const redisReply *reply
 }
 
 void sg_tenant_store_publish(sg_redis_t *r, sg_tenant_publish_t *p, const char *tenant,
-        int64_t version, const char *config_text, sg_tenant_publish_cb done)
+                             int64_t version, const char *config_text, sg_tenant_publish_cb done)
 {
     char key[128], ver[24], event[128];
     snprintf(key, sizeof(key), SG_KEY_CONFIG_FMT, tenant);

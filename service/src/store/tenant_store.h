@@ -37,7 +37,7 @@ typedef struct sg_tenant_row {
  * (SQLSTATE 23505): a concurrent change; the caller answers 409.
  */
 void sg_tenant_store_insert(sg_pg_t *pg, sg_pg_query_t *q, const sg_tenant_row_t *row,
-        sg_pg_query_cb cb);
+                            sg_pg_query_cb cb);
 
 /*
  * Publishes a version in Redis: SET sg:{t}:config, HSET sg:tenants t version, PUBLISH
@@ -58,6 +58,6 @@ struct sg_tenant_publish {
 };
 
 void sg_tenant_store_publish(sg_redis_t *r, sg_tenant_publish_t *p, const char *tenant,
-        int64_t version, const char *config_text, sg_tenant_publish_cb done);
+                             int64_t version, const char *config_text, sg_tenant_publish_cb done);
 
 #endif

@@ -30,8 +30,8 @@ static void round_trip_keeps_claims(void **state)
     sg_buf_t tok = SG_BUF_INIT;
     sg_session_claims_t c, got;
     issue(&tok, &c);
-    assert_int_equal(sg_session_token_verify(key, 32, sg_buf_str(&tok), NOW + 1000,
-                             SG_SESSION_TTL_MS, &got),
+    assert_int_equal(
+            sg_session_token_verify(key, 32, sg_buf_str(&tok), NOW + 1000, SG_SESSION_TTL_MS, &got),
             SG_OK);
     assert_string_equal(got.tenant, "acme");
     assert_string_equal(got.identity, "agent-1");
@@ -64,15 +64,15 @@ static void rejects_other_key_and_tampering(void **state)
     sg_session_claims_t c, got;
     issue(&tok, &c);
     static const uint8_t other[] = "fedcba9876543210fedcba9876543210";
-    assert_int_equal(sg_session_token_verify(other, 32, sg_buf_str(&tok), NOW, SG_SESSION_TTL_MS,
-                             &got),
+    assert_int_equal(
+            sg_session_token_verify(other, 32, sg_buf_str(&tok), NOW, SG_SESSION_TTL_MS, &got),
             SG_ESESSION);
     /* flip every character in turn: never accepted */
     for (size_t i = 0; i < tok.len; i++) {
         char saved = tok.data[i];
         tok.data[i] = saved == 'A' ? 'B' : 'A';
-        assert_int_equal(sg_session_token_verify(key, 32, sg_buf_str(&tok), NOW,
-                                 SG_SESSION_TTL_MS, &got),
+        assert_int_equal(
+                sg_session_token_verify(key, 32, sg_buf_str(&tok), NOW, SG_SESSION_TTL_MS, &got),
                 SG_ESESSION);
         tok.data[i] = saved;
     }
@@ -87,21 +87,21 @@ static void rejects_truncated_garbage_and_oversized(void **state)
     issue(&tok, &c);
     for (size_t n = 0; n < tok.len; n++) {
         assert_int_equal(sg_session_token_verify(key, 32, sg_str_n(tok.data, n), NOW,
-                                 SG_SESSION_TTL_MS, &got),
-                SG_ESESSION);
+                                                 SG_SESSION_TTL_MS, &got),
+                         SG_ESESSION);
     }
-    const char *bad[] = { "", "s1.", "s1..", "s2.abc.def", "s1.!!!!.????", "s1.YQ.YQ",
-        "s1.YWNtZQ.AAAA" };
+    const char *bad[] = { "",         "s1.",           "s1..", "s2.abc.def", "s1.!!!!.????",
+                          "s1.YQ.YQ", "s1.YWNtZQ.AAAA" };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(sg_session_token_verify(key, 32, sg_str(bad[i]), NOW, SG_SESSION_TTL_MS,
-                                 &got),
+        assert_int_equal(
+                sg_session_token_verify(key, 32, sg_str(bad[i]), NOW, SG_SESSION_TTL_MS, &got),
                 SG_ESESSION);
     }
     char *big = malloc(100000);
     memset(big, 'A', 100000);
     memcpy(big, "s1.", 3);
-    assert_int_equal(sg_session_token_verify(key, 32, sg_str_n(big, 100000), NOW,
-                             SG_SESSION_TTL_MS, &got),
+    assert_int_equal(
+            sg_session_token_verify(key, 32, sg_str_n(big, 100000), NOW, SG_SESSION_TTL_MS, &got),
             SG_ESESSION);
     free(big);
     sg_buf_dispose(&tok);
@@ -114,11 +114,11 @@ static void rejects_expired_and_future(void **state)
     sg_session_claims_t c, got;
     issue(&tok, &c);
     assert_int_equal(sg_session_token_verify(key, 32, sg_buf_str(&tok), NOW + SG_SESSION_TTL_MS + 1,
-                             SG_SESSION_TTL_MS, &got),
-            SG_ESESSION);
+                                             SG_SESSION_TTL_MS, &got),
+                     SG_ESESSION);
     assert_int_equal(sg_session_token_verify(key, 32, sg_buf_str(&tok), NOW - 120000,
-                             SG_SESSION_TTL_MS, &got),
-            SG_ESESSION);
+                                             SG_SESSION_TTL_MS, &got),
+                     SG_ESESSION);
     sg_buf_dispose(&tok);
 }
 
@@ -134,8 +134,8 @@ static void rejects_non_canonical_base64(void **state)
     int v = (int)(strchr(alphabet, *last) - alphabet);
     *last = alphabet[v | 1]; /* set a spare bit: same bytes, another spelling */
     if ((v | 1) != v) {
-        assert_int_equal(sg_session_token_verify(key, 32, sg_buf_str(&tok), NOW,
-                                 SG_SESSION_TTL_MS, &got),
+        assert_int_equal(
+                sg_session_token_verify(key, 32, sg_buf_str(&tok), NOW, SG_SESSION_TTL_MS, &got),
                 SG_ESESSION);
     }
     sg_buf_dispose(&tok);

@@ -102,8 +102,13 @@ static void masks_passwords_in_urls(void **state)
 static void print_never_shows_secrets(void **state)
 {
     (void)state;
-    const char *env[] = { "SG_REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0", "SG_ADMIN_TOKEN",
-        "an-admin-token-of-some-length", "SG_DATABASE_URL", "postgresql://u:pgsecret@h/db", NULL };
+    const char *env[] = { "SG_REDIS_URL",
+                          "redis://:hunter2@127.0.0.1:6379/0",
+                          "SG_ADMIN_TOKEN",
+                          "an-admin-token-of-some-length",
+                          "SG_DATABASE_URL",
+                          "postgresql://u:pgsecret@h/db",
+                          NULL };
     sg_settings_t s;
     assert_int_equal(load(env, SG_NEED_CONTROL, &s, NULL), SG_OK);
     char *text = NULL;

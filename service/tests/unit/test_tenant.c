@@ -107,8 +107,10 @@ static void rejects_bad_documents(void **state)
         "\"args\":[1]}]}",
         "{\"tenant\":\"acme\",\"version\":1,\"upstreams\":[{\"name\":\"x\",\"command\":\"a\","
         "\"prefix\":\"a b\"}]}",
-        "{\"tenant\":\"acme\",\"version\":1,\"upstreams\":[{\"name\":\"x\",\"command\":\"a\\u0000b\"}]}",
-        "{\"tenant\":\"acme\",\"version\":1,\"identities\":[{\"name\":\"a\",\"keys\":[{\"sha256\":\"zz\"}]}]}",
+        "{\"tenant\":\"acme\",\"version\":1,\"upstreams\":[{\"name\":\"x\",\"command\":"
+        "\"a\\u0000b\"}]}",
+        "{\"tenant\":\"acme\",\"version\":1,\"identities\":[{\"name\":\"a\",\"keys\":[{\"sha256\":"
+        "\"zz\"}]}]}",
         "{\"tenant\":\"acme\",\"version\":1,\"identities\":[{\"name\":\"a\"},{\"name\":\"a\"}]}",
         "{\"tenant\":\"acme\",\"version\":1,\"identities\":[{\"roles\":[]}]}",
         "{\"tenant\":\"acme\",\"version\":1,\"policies\":[{\"name\":\"x\",\"action\":\"allow\","
