@@ -12,8 +12,10 @@
 //      response the client received has its row (matched by request id)
 //   3. one row changed with UPDATE (append-only trigger disabled first): `audit verify` exits 1
 //      and names that row's id; the row restored, it passes again
-//   4. allowed, denied, kill-switch, upstream-failure, timeout, unknown-tool, resource and
-//      prompt outcomes each have a row with the right decision; refusals' data.audit_id = row id
+//   4. allowed, denied, approval, kill-switch, upstream-failure, timeout, cancelled,
+//      unknown-tool, resource, prompt and authentication-failure outcomes each have a row with
+//      the right decision; refusals' data.audit_id = row id
+//  4b. the same for upstream failures of a tenant in audit sync mode
 //   5. GET /admin/api/v1/audit: filters, keyset pagination, csv (formula cells neutralised),
 //      jsonl, bad parameters → 400
 //   6. secrets in arguments (`api_token` and friends) are stored as "[redacted]" and appear in
@@ -31,7 +33,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { request, sleep, tempDir, waitFor, withPg } from './lib/harness.js';
-import { logTail, redisClient } from './lib/mcp.js';
+import { logTail } from './lib/mcp.js';
 import {
     auditCount,
     auditRows,
@@ -67,6 +69,7 @@ const SECRETS = {
     nested: `nested-${crypto.randomBytes(12).toString('hex')}`,
     bearer: `bearer-${crypto.randomBytes(12).toString('hex')}`,
     denied: `denied-${crypto.randomBytes(12).toString('hex')}`,
+    badKey: `zq${crypto.randomBytes(3).toString('hex')}${crypto.randomBytes(16).toString('hex')}`, // an unknown API key (test 4)
 };
 
 const tenants = {
@@ -94,6 +97,21 @@ const tenants = {
             },
         ],
     }),
+    syncBad: () => ({
+        tenant: 'aud-sync-bad',
+        profile: 'permissive',
+        upstreams: [crashingUpstream('bad'), everything('slow', { timeout_ms: 500 })],
+        identities: [{ name: 'sb' }],
+        audit: { mode: 'sync' },
+    }),
+    strict: {
+        tenant: 'aud-strict',
+        profile: 'strict',
+        upstreams: [everything('ev')],
+        identities: [{ name: 'st' }],
+        classes: { ev__echo: 'destructive' },
+        policies: [{ name: 'echo-allowed', priority: 10, action: 'allow', match: { tool: 'ev__echo' } }],
+    },
     q: {
         tenant: 'aud-q',
         profile: 'permissive',
@@ -137,6 +155,40 @@ function idSource(base) {
     return { used: [], next: () => n++ };
 }
 
+/** Waits until <spoolDir>/audit.spool is empty or absent (replayed into PostgreSQL). */
+async function waitSpoolEmpty(spoolDir, timeoutMs = 60000) {
+    await waitFor(
+        () => {
+            try {
+                return fs.statSync(path.join(spoolDir, 'audit.spool')).size === 0;
+            } catch {
+                return true;
+            }
+        },
+        { timeoutMs, intervalMs: 100, message: `${spoolDir}/audit.spool replayed` },
+    );
+}
+
+/** Sends sync calls on every session until stop() is called or a call fails (the replica died). */
+function syncLoad(sessions, firstId, answered) {
+    const st = { failed: [], refused: [], stopped: false };
+    let next = firstId;
+    st.loops = sessions.map(async (s) => {
+        while (!st.stopped) {
+            const id = next++;
+            try {
+                const r = await s.call('ev__echo', { message: `sync-${id}` }, id, { timeout: 10000 });
+                if (r.response?.result) answered.push(id);
+                else st.refused.push(`${id}: ${r.raw.body.slice(0, 200)}`);
+            } catch (err) {
+                st.failed.push(err.code || err.message);
+                return;
+            }
+        }
+    });
+    return st;
+}
+
 before(async () => {
     stack = await startStack();
     const answers = {};
@@ -148,6 +200,8 @@ before(async () => {
     keys.t = keyFor(answers.tamper, 't');
     keys.m = keyFor(answers.misc, 'm');
     keys.m2 = keyFor(answers.misc, 'm2');
+    keys.st = keyFor(answers.strict, 'st');
+    keys.sb = keyFor(answers.syncBad, 'sb');
     keys.q1 = keyFor(answers.q, 'q1');
     keys.q2 = keyFor(answers.q, 'q2');
     keys.sec = keyFor(answers.secret, 'sec');
@@ -215,6 +269,22 @@ test('1. calls through two replicas while PostgreSQL is stopped: rows = calls, c
         timeline.startBegin = performance.now();
         await stack.pg.restart();
         timeline.startDone = performance.now();
+        // replay: the spool files are truncated once they have been written into PostgreSQL
+        const until = performance.now() + 150000;
+        while (performance.now() < until) {
+            const sizes = gates.map((g) => {
+                try {
+                    return fs.statSync(path.join(g.spoolDir, 'audit.spool')).size;
+                } catch {
+                    return 0;
+                }
+            });
+            if (sizes.every((n) => n === 0)) {
+                timeline.spoolEmpty = performance.now();
+                break;
+            }
+            await sleep(100);
+        }
     })();
 
     await Promise.all(
@@ -265,6 +335,7 @@ test('1. calls through two replicas while PostgreSQL is stopped: rows = calls, c
             `PostgreSQL stopped after ${timeline.callsBeforeStop} calls, down ${s(timeline.stopBegin, timeline.startDone)} s ` +
             `(stop ${s(timeline.stopBegin, timeline.stopDone)} s, fully down ${s(timeline.stopDone, timeline.startBegin)} s, start ${s(timeline.startBegin, timeline.startDone)} s); ` +
             `${callsDuringOutage} calls answered while it was down; largest spool ${maxSpool} bytes; ` +
+            `spool replayed (files empty) ${timeline.spoolEmpty ? `${s(timeline.startDone, timeline.spoolEmpty)} s` : 'never'} after PostgreSQL was back; ` +
             `rows complete ${s(timeline.startDone, replayedAt)} s after PostgreSQL was back (${s(callsDone, replayedAt)} s after the last call)`,
     );
 
@@ -272,6 +343,7 @@ test('1. calls through two replicas while PostgreSQL is stopped: rows = calls, c
     assert.deepEqual(notResults.slice(0, 5), [], `${notResults.length} calls were not answered with a result (audit async: calls are served during the outage)`);
     assert.ok(callsDuringOutage > 0, 'calls were made while PostgreSQL was down');
     assert.ok(maxSpool > 0, 'the replicas spooled while PostgreSQL was down');
+    assert.ok(timeline.spoolEmpty, 'the spool files were replayed and emptied');
     assert.equal(rows, total, `audit rows of the load replicas after replay (${s(timeline.startDone, replayedAt)} s)${countError ? `; last count error: ${countError.message}` : ''}`);
 
     const stats = await withPg(stack.dbUrl, async (c) =>
@@ -324,44 +396,26 @@ test('2. sync mode: a replica killed with SIGKILL under load has the row of ever
     const ids = idSource(1);
     await waitEcho(sessions[0], ids);
     const answered = [...ids.used];
-    const failed = [];
-    const refused = [];
-    let next = 500000;
-    let killed = false;
-    const loops = sessions.map(async (s) => {
-        while (!killed) {
-            const id = next++;
-            try {
-                const r = await s.call('ev__echo', { message: `sync-${id}` }, id, { timeout: 10000 });
-                if (r.response?.result) answered.push(id);
-                else refused.push(`${id}: ${r.raw.body.slice(0, 200)}`);
-            } catch (err) {
-                failed.push(err.code || err.message);
-                return;
-            }
-        }
-    });
-    await waitFor(() => answered.length >= 1500, { timeoutMs: 30000, intervalMs: 20, message: '1500 answered sync calls' });
+    const load = syncLoad(sessions, 500000, answered);
+    await waitFor(() => answered.length >= 1500 || load.failed.length > 0, { timeoutMs: 30000, intervalMs: 20, message: '1500 answered sync calls' });
     const k = await g.kill();
-    killed = true;
-    await Promise.all(loops);
+    load.stopped = true;
+    await Promise.all(load.loops);
     assert.equal(k.signal, 'SIGKILL', JSON.stringify(k));
-    assert.deepEqual(refused.slice(0, 5), [], 'sync calls are served while PostgreSQL is up');
+    assert.deepEqual(load.refused.slice(0, 5), [], 'sync calls are served while PostgreSQL is up');
 
     const rowIds = async () => new Set((await auditRows(stack.dbUrl, 'replica = $1', ['sync-1'], 'request_id')).map((r) => r.request_id));
     let have = await rowIds();
     const missingAtKill = answered.filter((id) => !have.has(String(id)));
     // what was durable only in the spool at the kill reaches PostgreSQL when a replica starts on it
     const g2 = await startReplica(stack, { env });
-    watched.push(['replica sync-1 (restarted)', g2]);
-    await waitFor(async () => (await auditCount(stack.dbUrl, 'replica = $1', ['sync-1'])) >= have.size, { timeoutMs: 10000 });
-    await sleep(500);
+    await waitSpoolEmpty(spoolDir);
     have = await rowIds();
     const missing = answered.filter((id) => !have.has(String(id)));
     const n = await auditCount(stack.dbUrl, 'replica = $1', ['sync-1']);
     const v = await auditVerify(stack.dbUrl, ['--tenant', 'aud-sync']);
     console.log(
-        `audit sync kill: ${answered.length} calls answered before SIGKILL, ${failed.length} in flight cut off; ` +
+        `audit sync kill: ${answered.length} calls answered before SIGKILL, ${load.failed.length} in flight cut off; ` +
             `rows of sync-1: ${n}; answered calls without a row in PostgreSQL right after the kill: ${missingAtKill.length}, ` +
             `after a replica restarted on the spool: ${missing.length}; audit verify --tenant aud-sync exit ${v.code}: ${v.stdout.trim()}`,
     );
@@ -378,7 +432,54 @@ test('2. sync mode: a replica killed with SIGKILL under load has the row of ever
     );
     assert.deepEqual(dups, [], 'one row per call');
     await g2.stop();
-    watched.pop();
+});
+
+test('2b. sync mode while PostgreSQL is down: SIGKILL, then every answered call has its row once replayed', async () => {
+    const spoolDir = tempDir('sync2-spool-');
+    const env = { SG_REPLICA_ID: 'sync-2', SG_SPOOL_DIR: spoolDir };
+    const g = await startReplica(stack, { env });
+    const agent = keepAliveAgent(CONCURRENCY);
+    const sessions = [];
+    for (let i = 0; i < CONCURRENCY; i++) sessions.push(await openSession(g.url, keys.sync, { agent }));
+    const ids = idSource(1);
+    await waitEcho(sessions[0], ids);
+    const answered = [...ids.used];
+    const load = syncLoad(sessions, 800000, answered);
+    await waitFor(() => answered.length >= 300, { timeoutMs: 30000, intervalMs: 20, message: '300 answered sync calls' });
+    let killed = false;
+    try {
+        await stack.pg.stop();
+        const atStop = answered.length;
+        // durable now means fsynced to the spool: calls go on (after the write timeout of the
+        // batches in flight when PostgreSQL went away)
+        await waitFor(() => answered.length >= atStop + 500 || load.failed.length > 0, {
+            timeoutMs: 30000,
+            intervalMs: 20,
+            message: '500 sync calls answered while PostgreSQL is down',
+        });
+        const spooled = fs.statSync(path.join(spoolDir, 'audit.spool')).size;
+        const k = await g.kill();
+        killed = true;
+        load.stopped = true;
+        await Promise.all(load.loops);
+        assert.equal(k.signal, 'SIGKILL');
+        console.log(`audit sync kill while PostgreSQL is down: ${answered.length - atStop} of ${answered.length} answered calls after the stop; spool ${spooled} bytes at the kill; ${load.failed.length} in flight cut off`);
+    } finally {
+        if (!killed) {
+            load.stopped = true;
+            await g.kill();
+        }
+        await stack.pg.restart();
+    }
+    assert.deepEqual(load.refused.slice(0, 5), [], 'sync calls are served from the spool while PostgreSQL is down');
+    const g2 = await startReplica(stack, { env });
+    await waitSpoolEmpty(spoolDir);
+    const have = new Set((await auditRows(stack.dbUrl, 'replica = $1', ['sync-2'], 'request_id')).map((r) => r.request_id));
+    const missing = answered.filter((id) => !have.has(String(id)));
+    assert.deepEqual(missing.slice(0, 10), [], `${missing.length} of ${answered.length} answered calls have no audit row`);
+    const v = await auditVerify(stack.dbUrl, ['--tenant', 'aud-sync']);
+    console.log(`audit verify --tenant aud-sync after the replay: exit ${v.code}: ${v.stdout.trim()}`);
+    await g2.stop();
 });
 
 test('3. a row changed with UPDATE: audit verify exits 1 and names it', async () => {
@@ -538,6 +639,28 @@ test('4. every outcome has its row with the right decision; refusals carry the r
     );
     assert.equal(slow.row.upstream, 'slow');
 
+    // cancelled by the agent while the upstream works on it
+    const long = s.call('ev__trigger-long-running-operation', { duration: 5, steps: 5 }, 'req-cancel', { timeout: 15000 });
+    await sleep(500);
+    const note = await s.notify('notifications/cancelled', { requestId: 'req-cancel', reason: 'changed my mind' });
+    assert.equal(note.status, 202, note.body);
+    const cancelled = await long;
+    const cancelRow = await rowOf('req-cancel');
+    assert.equal(cancelRow.decision, 'cancelled', `${cancelled.raw.body.slice(0, 300)} -> ${JSON.stringify(cancelRow)}`);
+
+    // strict: an allowed destructive call is held for approval (fails closed until the approval flow)
+    const st = await openSession(gateMain.url, keys.st);
+    const approval = await waitFor(
+        async () => {
+            const r = await st.call('ev__echo', { message: 'destructive by class' }, `req-approve-${++seq}`);
+            return r.response?.error?.code === -31002 ? r : false;
+        },
+        { timeoutMs: 30000, intervalMs: 200, message: 'approval required from aud-strict' },
+    );
+    const approvalRow = (await refusal(approval, -31002, 'approval_required', 'approval required')).row;
+    assert.equal(approvalRow.rule, 'echo-allowed');
+    assert.equal(approvalRow.class, 'destructive');
+
     // reads: resources/read and prompts/get are audited too
     const list = await s.rpc('resources/list', {}, 'req-rlist');
     const uri = list.response?.result?.resources?.[0]?.uri;
@@ -555,6 +678,58 @@ test('4. every outcome has its row with the right decision; refusals carry the r
     assert.equal(promptRow.decision, 'allow');
     // tools/list and resources/list are not decisions: no rows
     assert.equal(await auditCount(stack.dbUrl, "tenant = 'aud-misc' AND request_id = $1", ['"req-rlist"']), 0);
+
+    // authentication failures: one row per key prefix per 10 s (with the count), never the key
+    const initBody = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '0' } } });
+    const mcpHeaders = { Accept: 'application/json, text/event-stream', 'Content-Type': 'application/json' };
+    const authBefore = await auditCount(stack.dbUrl, "decision = 'auth_failed' AND replica = 'main'");
+    for (let i = 0; i < 5; i++) {
+        const r = await request(`${gateMain.url}/mcp`, { method: 'POST', headers: { ...mcpHeaders, Authorization: `Bearer ${SECRETS.badKey}` }, body: initBody });
+        assert.equal(r.status, 401);
+    }
+    const rNo = await request(`${gateMain.url}/mcp`, { method: 'POST', headers: mcpHeaders, body: initBody });
+    assert.equal(rNo.status, 401);
+    const authRows = await waitFor(
+        async () => {
+            const x = await auditRows(stack.dbUrl, "decision = 'auth_failed' AND replica = 'main' AND (reason LIKE $1 OR reason LIKE 'missing%')", [`%${SECRETS.badKey.slice(0, 6)}%`]);
+            return x.length >= 2 ? x : false;
+        },
+        { timeoutMs: 10000, message: 'auth_failed rows' },
+    );
+    console.log(`audit auth failures: ${JSON.stringify(authRows.map((x) => ({ tenant: x.tenant, method: x.method, reason: x.reason })))}`);
+    assert.equal(authRows.length, 2, `5 bad keys with one prefix + 1 missing key within 10 s: 2 rows (${authBefore} before)`);
+    const bad = authRows.find((x) => x.reason.includes(SECRETS.badKey.slice(0, 6)));
+    assert.ok(bad, JSON.stringify(authRows));
+    assert.equal(bad.tenant, null);
+    assert.ok(!bad.reason.includes(SECRETS.badKey.slice(0, 7)), `only the key's prefix: ${bad.reason}`);
+});
+
+test('4b. sync mode: upstream failures after the durable decision are refusals that name their row', async () => {
+    const s = await openSession(gateMain.url, keys.sb);
+    const ids = idSource(1);
+    await waitEcho(s, ids, 'bad__ok');
+    await waitEcho(s, ids, 'slow__echo');
+    const results = {};
+    for (const [what, tool, args, id] of [
+        ['upstream crash', 'bad__crash', { x: '1' }, 'sb-crash'],
+        ['upstream timeout', 'slow__trigger-long-running-operation', { duration: 3, steps: 3 }, 'sb-timeout'],
+    ]) {
+        const r = await s.call(tool, args, id, { timeout: 10000 });
+        const e = r.response?.error;
+        assert.ok(e, `${what}: ${r.raw.body.slice(0, 300)}`);
+        assert.equal(e.code, UPSTREAM, `${what}: ${JSON.stringify(e)}`);
+        const rows = await waitFor(async () => {
+            const x = await auditRows(stack.dbUrl, "tenant = 'aud-sync-bad' AND request_id = $1", [JSON.stringify(id)]);
+            return x.length > 0 ? x : false;
+        }, { timeoutMs: 10000, message: `row of ${id}` });
+        results[what] = { error: e, rows: rows.map((x) => ({ id: x.id, decision: x.decision, result_size: x.result_size })) };
+    }
+    console.log(`audit sync-mode upstream failures: ${JSON.stringify(results)}`);
+    for (const [what, { error, rows }] of Object.entries(results)) {
+        // DESIGN §3: every gateway-made refusal carries the audit id of its row in data
+        assert.ok(error.data?.audit_id, `${what}: -31006 without data.audit_id in sync mode: ${JSON.stringify(error)}; rows ${JSON.stringify(rows)}`);
+        assert.ok(rows.some((x) => x.id === error.data.audit_id), `${what}: data.audit_id names a row: ${JSON.stringify(rows)}`);
+    }
 });
 
 /* A small RFC 4180 parser: rows of cells. */
@@ -673,6 +848,13 @@ test('5. GET /admin/api/v1/audit: filters, keyset pagination, csv, jsonl, bad pa
         if (!cursor) break;
     }
     assert.deepEqual(paged, events.map((e) => e.id), `pagination in ${pages + 1} pages`);
+    // a page that happens to end exactly at the last row: its cursor (if any) leads to an empty page
+    const exact = await get(`tenant=aud-q&limit=${total}`);
+    assert.deepEqual(ids(exact), events.map((e) => e.id));
+    if (exact.json.next_cursor) {
+        const after = await get(`tenant=aud-q&limit=${total}&cursor=${exact.json.next_cursor}`);
+        assert.deepEqual(after.json, { events: [], next_cursor: null });
+    }
 
     // jsonl: one object per line, the cursor in X-Next-Cursor
     const lines = [];
@@ -711,7 +893,6 @@ test('5. GET /admin/api/v1/audit: filters, keyset pagination, csv, jsonl, bad pa
     assert.ok(csv.body.includes(`"'=HYPERLINK(""http://evil.example/"",""click"")"`), 'quotes doubled inside a quoted cell');
     assert.equal(csvByReq.get('50')[col('tool')], "'=1+1");
     assert.ok(csvByReq.get("'-7"), `request id -7 neutralised: ${[...csvByReq.keys()]}`);
-    assert.equal(csvByReq.get("'+cmd")?.[col('tool')], undefined);
     assert.equal(csvByReq.get('51')[col('tool')], "'@SUM(A1)");
     assert.equal(csvByReq.get('52')[col('tool')], "'+cmd");
     assert.equal(csvByReq.get('53')[col('tool')], "'-rf");
@@ -786,7 +967,7 @@ test('6. secrets never appear: redacted in rows, absent from every row, spool fi
         const p = path.join(gateMain.spoolDir, f);
         if (fs.statSync(p).isFile()) places[`spool file ${f}`] = fs.readFileSync(p, 'utf8');
     }
-    assert.ok(gateMain.logs().includes('sec-1') || gateMain.logs().length > 0, 'the replica logged something');
+    assert.ok(gateMain.logs().includes('aud-secret'), 'the replica log covers the tenant');
     for (const [where, text] of Object.entries(places)) {
         for (const [name, secret] of Object.entries(SECRETS)) {
             assert.ok(!text.includes(secret), `secret ${name} found in ${where}: ${text.slice(Math.max(0, text.indexOf(secret) - 200), text.indexOf(secret) + 100)}`);

@@ -16,7 +16,8 @@
 //   5. a standard tenant's destructive calls are denied (hidden when no rule could allow them,
 //      -31001 `default` when an argument-dependent allow does not match) while reads pass
 //   6. POST /tenants/{t}/policy/evaluate: decision, rule, reason, class and a trace of every rule
-//   7. a shadow rule changes no decision; evaluate reports it, the replica logs it
+//   7. a shadow rule changes no decision; evaluate reports it, the replica logs it and the
+//      call's audit row carries it in findings
 //
 // Run: node --test --test-concurrency=1 integration-tests/policy.test.js
 
@@ -28,7 +29,7 @@ import path from 'node:path';
 import { tempDir, waitFor } from './lib/harness.js';
 import { connectClient, logTail } from './lib/mcp.js';
 import { textOf } from './lib/control.js';
-import { everything, filesystem, keyFor, startReplica, startStack } from './lib/audit.js';
+import { auditRows, everything, filesystem, keyFor, startReplica, startStack } from './lib/audit.js';
 
 const DENIED = -31001;
 const APPROVAL = -31002;
@@ -273,6 +274,12 @@ test('args_domain: a paste-site URL hidden in any argument is denied, look-alike
         'nested argument': { message: 'hi', meta: { notes: ['x', { deep: 'https://pastebin.com/y' }] } },
         'object key': { message: 'hi', meta: { 'https://pastebin.com/k': 1 } },
         'base64 in nested': { message: 'hi', attachments: [{ blob: b64('http://PASTEBIN.com./z') }] },
+        'base64 of base64': { message: b64(b64('https://pastebin.com/')) },
+        'base64 of percent-encoding': { message: b64(encodeURIComponent('https://pastebin.com/x')) },
+        'scheme-relative': { message: '//pastebin.com/x' },
+        'percent-encoded @ in userinfo': { message: 'https://ok.example%40pastebin.com/' },
+        'zero-width space': { message: 'https://paste\u200bbin.com/' },
+        'mailto': { message: 'mailto:drop@pastebin.com' },
     };
     const failures = [];
     for (const [what, args] of Object.entries(hidden)) {
@@ -409,9 +416,16 @@ test('a shadow rule is evaluated and reported, never enforced', async () => {
     const both = await call(clients.p, 'ev__echo', { message: 'shadow-me https://pastebin.com/x' });
     assertDenied(both, 'no-paste-sites', 'shadow + paste');
 
-    // the replica records the would-be decision in its log
+    // the replica records the would-be decision in its log and in the call's audit row
     await waitFor(() => gate.logs().includes('shadow rule try-block-shadow would deny'), {
         timeoutMs: 5000,
         message: 'shadow decision in the replica log',
     });
+    const row = await waitFor(
+        async () =>
+            (await auditRows(stack.dbUrl, "tenant = 'pol-paste' AND arguments->>'message' = 'shadow-me please'"))[0],
+        { timeoutMs: 10000, intervalMs: 100, message: 'audit row of the shadowed call' },
+    );
+    assert.equal(row.decision, 'allow');
+    assert.deepEqual(row.findings?.shadow, { rule: 'try-block-shadow', decision: 'deny', would_decide: true }, JSON.stringify(row));
 });

@@ -12,7 +12,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after } from 'node:test';
 
-import { migrate, runBin, scratchDir, sleep, startGate, startPostgres, startRedis, tempDir, waitFor, withPg } from './harness.js';
+import { migrate, runBin, scratchDir, startGate, startPostgres, startRedis, tempDir, waitFor, withPg } from './harness.js';
 import { EVERYTHING_BIN, FILESYSTEM_BIN, PROTOCOL_VERSION, parseSse, redisClient, waitReady } from './mcp.js';
 import { adminApi } from './control.js';
 
@@ -151,6 +151,11 @@ export async function openSession(gateUrl, key, { agent = keepAliveAgent(4), tim
             const response = msgs.find((m) => m.id === id && ('result' in m || 'error' in m));
             return { status: r.status, response, raw: r };
         },
+        /** A notification on the session: resolves {status, body}. */
+        async notify(method, params) {
+            const r = await postKeepAlive(url, headers, JSON.stringify({ jsonrpc: '2.0', method, params }), { agent, timeoutMs });
+            return { status: r.status, body: r.body };
+        },
         call(name, args, id, opts) {
             return session.rpc('tools/call', { name, arguments: args }, id, opts);
         },
@@ -242,5 +247,3 @@ rl.on('line', (line) => {
     );
     return { name, command: process.execPath, args: [file] };
 }
-
-export { sleep };

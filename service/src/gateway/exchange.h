@@ -55,6 +55,7 @@ typedef struct sg_subcall {
 typedef struct sg_call_record {
     bool wanted; /* this exchange is a decision to audit (tools/call, reads) */
     bool written;
+    bool sync_row; /* the row was written before forwarding (audit.mode sync) */
     const char
             *decision; /* "allow", "deny", ...; NULL until decided (then derived from the error) */
     const char *rule;  /* borrowed from ex->snap's policy */

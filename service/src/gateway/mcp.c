@@ -118,11 +118,14 @@ static void audit_auth_failure(sg_gate_t *gate, h2o_req_t *req)
         return;
     }
     char reason[128];
-    snprintf(reason, sizeof(reason),
-             "%s API key with prefix \"%s\" (%llu failures since the "
-             "last row)",
-             prefix[0] == '\0' ? "missing" : "unknown", prefix,
-             (unsigned long long)auth_failures[slot].count);
+    if (prefix[0] == '\0') {
+        snprintf(reason, sizeof(reason), "missing API key (%llu failures since the last row)",
+                (unsigned long long)auth_failures[slot].count);
+    } else {
+        snprintf(reason, sizeof(reason),
+                "unknown API key with prefix \"%s\" (%llu failures since the last row)", prefix,
+                (unsigned long long)auth_failures[slot].count);
+    }
     auth_failures[slot].last_ms = now;
     auth_failures[slot].count = 0;
     sg_audit_event_t ev = { .decision = SG_STR_LIT("auth_failed"),

@@ -133,6 +133,11 @@ void sg_relay_fail(sg_exchange_t *ex, int err, const char *message, sg_str_t dat
         ex->record.reason = message != NULL ? message : sg_err_message(err);
     }
     sg_buf_t with_id = SG_BUF_INIT;
+    if (ex->record.wanted && ex->record.sync_row) {
+        /* sync mode wrote the decision before forwarding: the failure gets a row of its own */
+        ex->record.written = false;
+        ex->record.sync_row = false;
+    }
     if (ex->record.wanted && !ex->record.written) {
         /* DESIGN §3: a gateway refusal names its audit row */
         sg_audit_new_id(ex->record.audit_id);
@@ -648,6 +653,7 @@ static stage_rc_t stage_audit_sync(sg_exchange_t *ex, call_state_t *cs)
     }
     sg_call_record_t *r = &ex->record;
     r->written = true;
+    r->sync_row = true;
     sg_buf_t args = SG_BUF_INIT;
     if (r->arguments.len != 0) {
         sg_redact_json(r->arguments, &args);
