@@ -718,10 +718,13 @@ test('4b. sync mode: upstream failures after the durable decision are refusals t
         const e = r.response?.error;
         assert.ok(e, `${what}: ${r.raw.body.slice(0, 300)}`);
         assert.equal(e.code, UPSTREAM, `${what}: ${JSON.stringify(e)}`);
+        // the decision row is durable before forwarding; the failure's own row follows
+        // asynchronously, so wait for the row the error names (or give up with what there is)
+        let last = [];
         const rows = await waitFor(async () => {
-            const x = await auditRows(stack.dbUrl, "tenant = 'aud-sync-bad' AND request_id = $1", [JSON.stringify(id)]);
-            return x.length > 0 ? x : false;
-        }, { timeoutMs: 10000, message: `row of ${id}` });
+            last = await auditRows(stack.dbUrl, "tenant = 'aud-sync-bad' AND request_id = $1", [JSON.stringify(id)]);
+            return last.some((x) => x.id === e.data?.audit_id) ? last : false;
+        }, { timeoutMs: 10000, message: `row of ${id}` }).catch(() => last);
         results[what] = { error: e, rows: rows.map((x) => ({ id: x.id, decision: x.decision, result_size: x.result_size })) };
     }
     console.log(`audit sync-mode upstream failures: ${JSON.stringify(results)}`);
