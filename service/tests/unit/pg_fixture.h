@@ -11,7 +11,7 @@
 #define SG_TESTS_PG_FIXTURE_H
 
 static struct {
-    char dir[64];  /* mkdtemp'd; holds data/ */
+    char dir[64];  /* mkdtemp'd; holds data/ (and whatever a test puts there) */
     char data[96]; /* the cluster */
     char url[160]; /* postgresql://postgres@127.0.0.1:<port>/sentinel */
     int port;
@@ -40,6 +40,8 @@ static int run_pgcluster(const char *cmd, const char *arg, char *out, size_t cap
     if (pipe2(p, O_CLOEXEC) != 0) {
         return -1;
     }
+    fflush(stdout); /* the child must not print our buffered output a second time */
+    fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
         dup2(p[1], 1);
@@ -84,6 +86,14 @@ static void start_reaper(void)
     }
     close(p[0]);
     cluster.reaper_fd = p[1];
+}
+
+/* (Re)starts the cluster on its port, e.g. after a test stopped it with run_pgcluster("stop"). */
+SG_UNUSED static int cluster_start(void)
+{
+    char port[16];
+    snprintf(port, sizeof(port), "%d", cluster.port);
+    return run_pgcluster("start", port, cluster.url, sizeof(cluster.url));
 }
 
 static int cluster_setup(void **state)
