@@ -120,11 +120,11 @@ static void audit_auth_failure(sg_gate_t *gate, h2o_req_t *req)
     char reason[128];
     if (prefix[0] == '\0') {
         snprintf(reason, sizeof(reason), "missing API key (%llu failures since the last row)",
-                (unsigned long long)auth_failures[slot].count);
+                 (unsigned long long)auth_failures[slot].count);
     } else {
         snprintf(reason, sizeof(reason),
-                "unknown API key with prefix \"%s\" (%llu failures since the last row)", prefix,
-                (unsigned long long)auth_failures[slot].count);
+                 "unknown API key with prefix \"%s\" (%llu failures since the last row)", prefix,
+                 (unsigned long long)auth_failures[slot].count);
     }
     auth_failures[slot].last_ms = now;
     auth_failures[slot].count = 0;

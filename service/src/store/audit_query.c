@@ -3,10 +3,28 @@
 
 #include <stdio.h>
 
-static const char *const columns[SG_AQ_NCOLS] = { "id", "ts", "tenant", "identity", "session",
-    "replica", "seq", "request_id", "method", "tool", "upstream", "class", "decision", "rule",
-    "reason", "arguments", "result_size", "result_is_error", "gate_latency_us",
-    "upstream_latency_us", "findings", "approval_id" };
+static const char *const columns[SG_AQ_NCOLS] = { "id",
+                                                  "ts",
+                                                  "tenant",
+                                                  "identity",
+                                                  "session",
+                                                  "replica",
+                                                  "seq",
+                                                  "request_id",
+                                                  "method",
+                                                  "tool",
+                                                  "upstream",
+                                                  "class",
+                                                  "decision",
+                                                  "rule",
+                                                  "reason",
+                                                  "arguments",
+                                                  "result_size",
+                                                  "result_is_error",
+                                                  "gate_latency_us",
+                                                  "upstream_latency_us",
+                                                  "findings",
+                                                  "approval_id" };
 
 const char *sg_audit_query_column(int i)
 {
@@ -15,7 +33,8 @@ const char *sg_audit_query_column(int i)
 
 void sg_audit_query_prepare(sg_pg_t *pg)
 {
-    sg_pg_prepare(pg, "audit_query",
+    sg_pg_prepare(
+            pg, "audit_query",
             "SELECT id, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
             "tenant, identity, session, replica, seq, request_id, method, tool, upstream, class, "
             "decision, rule, reason, arguments::text, result_size, result_is_error, "
@@ -30,11 +49,11 @@ void sg_audit_query_prepare(sg_pg_t *pg)
 }
 
 void sg_audit_query_start(sg_pg_t *pg, sg_pg_query_t *q, const sg_audit_filter_t *f,
-        sg_pg_query_cb cb)
+                          sg_pg_query_cb cb)
 {
     char limit[16];
     snprintf(limit, sizeof(limit), "%d", f->limit);
-    const char *params[] = { f->tenant, f->identity, f->tool, f->decision, f->since, f->until,
-        f->after_ts, f->after_id, limit };
+    const char *params[] = { f->tenant, f->identity, f->tool,     f->decision, f->since,
+                             f->until,  f->after_ts, f->after_id, limit };
     sg_pg_exec_prepared(pg, q, 10000, "audit_query", 9, params, NULL, cb);
 }

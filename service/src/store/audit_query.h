@@ -22,15 +22,34 @@ typedef struct sg_audit_filter {
 
 /* Column order of the result (see audit_query.c). */
 enum {
-    SG_AQ_ID = 0, SG_AQ_TS, SG_AQ_TENANT, SG_AQ_IDENTITY, SG_AQ_SESSION, SG_AQ_REPLICA, SG_AQ_SEQ,
-    SG_AQ_REQUEST_ID, SG_AQ_METHOD, SG_AQ_TOOL, SG_AQ_UPSTREAM, SG_AQ_CLASS, SG_AQ_DECISION,
-    SG_AQ_RULE, SG_AQ_REASON, SG_AQ_ARGUMENTS, SG_AQ_RESULT_SIZE, SG_AQ_RESULT_IS_ERROR,
-    SG_AQ_GATE_US, SG_AQ_UPSTREAM_US, SG_AQ_FINDINGS, SG_AQ_APPROVAL_ID, SG_AQ_NCOLS
+    SG_AQ_ID = 0,
+    SG_AQ_TS,
+    SG_AQ_TENANT,
+    SG_AQ_IDENTITY,
+    SG_AQ_SESSION,
+    SG_AQ_REPLICA,
+    SG_AQ_SEQ,
+    SG_AQ_REQUEST_ID,
+    SG_AQ_METHOD,
+    SG_AQ_TOOL,
+    SG_AQ_UPSTREAM,
+    SG_AQ_CLASS,
+    SG_AQ_DECISION,
+    SG_AQ_RULE,
+    SG_AQ_REASON,
+    SG_AQ_ARGUMENTS,
+    SG_AQ_RESULT_SIZE,
+    SG_AQ_RESULT_IS_ERROR,
+    SG_AQ_GATE_US,
+    SG_AQ_UPSTREAM_US,
+    SG_AQ_FINDINGS,
+    SG_AQ_APPROVAL_ID,
+    SG_AQ_NCOLS
 };
 
 void sg_audit_query_prepare(sg_pg_t *pg);
 void sg_audit_query_start(sg_pg_t *pg, sg_pg_query_t *q, const sg_audit_filter_t *f,
-        sg_pg_query_cb cb);
+                          sg_pg_query_cb cb);
 /* The column names, for CSV headers and JSON members. */
 const char *sg_audit_query_column(int i);
 
