@@ -34,10 +34,13 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -46,8 +49,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -165,11 +166,12 @@ static char proto_version[64];
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: loadgen --url http://127.0.0.1:PORT/PATH [--key KEY] [--tool NAME] [--message TEXT]\n"
-            "               [-c CONCURRENCY] [-d SECONDS] [--warmup SECONDS] [--ready-timeout SECONDS]\n"
-            "               [--protocol VERSION] [--probe-only] [-v]\n"
-            "       loadgen --url ... --sessions N --keys KEY1,KEY2,...\n");
+    fprintf(stderr, "usage: loadgen --url http://127.0.0.1:PORT/PATH [--key KEY] [--tool NAME] "
+                    "[--message TEXT]\n"
+                    "               [-c CONCURRENCY] [-d SECONDS] [--warmup SECONDS] "
+                    "[--ready-timeout SECONDS]\n"
+                    "               [--protocol VERSION] [--probe-only] [-v]\n"
+                    "       loadgen --url ... --sessions N --keys KEY1,KEY2,...\n");
     exit(2);
 }
 
@@ -229,7 +231,8 @@ typedef struct {
     char session[1024];
 } resp_t;
 
-static bool header_is(const char *line, size_t len, const char *name, const char **val, size_t *vlen)
+static bool header_is(const char *line, size_t len, const char *name, const char **val,
+                      size_t *vlen)
 {
     size_t n = strlen(name);
     if (len <= n || line[n] != ':' || strncasecmp(line, name, n) != 0) {
@@ -373,13 +376,14 @@ static bool call_ok(const resp_t *r)
 /* Requests                                                                                 */
 /* ---------------------------------------------------------------------------------------- */
 
-static void build_request(buf_t *out, const char *body, size_t blen, const char *key, bool with_session)
+static void build_request(buf_t *out, const char *body, size_t blen, const char *key,
+                          bool with_session)
 {
     out->len = 0;
     buf_printf(out,
-            "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-            "Accept: application/json, text/event-stream\r\nContent-Length: %zu\r\n",
-            opt.path, opt.host, opt.port, blen);
+               "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+               "Accept: application/json, text/event-stream\r\nContent-Length: %zu\r\n",
+               opt.path, opt.host, opt.port, blen);
     if (key != NULL) {
         buf_printf(out, "Authorization: Bearer %s\r\n", key);
     }
@@ -397,15 +401,18 @@ static void call_body(buf_t *out, unsigned long long id)
 {
     out->len = 0;
     buf_printf(out,
-            "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\","
-            "\"arguments\":{\"message\":\"%s\"}}}",
-            id, opt.tool, opt.message);
+               "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"method\":\"tools/"
+               "call\",\"params\":{\"name\":\"%s\","
+               "\"arguments\":{\"message\":\"%s\"}}}",
+               id, opt.tool, opt.message);
 }
 
-static const char init_body_fmt[] =
-        "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"%s\","
-        "\"capabilities\":{},\"clientInfo\":{\"name\":\"sg-bench-loadgen\",\"version\":\"1.0.0\"}}}";
-static const char initialized_body[] = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
+static const char init_body_fmt[] = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\","
+                                    "\"params\":{\"protocolVersion\":\"%s\","
+                                    "\"capabilities\":{},\"clientInfo\":{\"name\":\"sg-bench-"
+                                    "loadgen\",\"version\":\"1.0.0\"}}}";
+static const char initialized_body[] =
+        "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
 
 /* ---- blocking client for setup (initialize, probe, sessions) ---- */
 
@@ -469,7 +476,8 @@ static int sync_request(const char *body, const char *key, bool with_session, re
             buf_reserve(&sync_in, 65536);
             ssize_t n = recv(sync_fd, sync_in.p + sync_in.len, sync_in.cap - sync_in.len - 1, 0);
             if (n <= 0) {
-                if (n == 0 && parse_response(sync_in.p ? sync_in.p : "", sync_in.len, true, r) == 1) {
+                if (n == 0 &&
+                    parse_response(sync_in.p ? sync_in.p : "", sync_in.len, true, r) == 1) {
                     close(sync_fd);
                     sync_fd = -1;
                     free(req.p);
@@ -511,7 +519,8 @@ static int open_session(const char *key, bool quiet)
         }
         goto out;
     }
-    if (r.status != 200 || r.body.len == 0 || memmem_s(r.body.p, r.body.len, "\"result\"") == NULL) {
+    if (r.status != 200 || r.body.len == 0 ||
+        memmem_s(r.body.p, r.body.len, "\"result\"") == NULL) {
         if (!quiet) {
             show_failure("initialize", &r);
         }
@@ -528,7 +537,8 @@ static int open_session(const char *key, bool quiet)
             proto_version[q - pv] = '\0';
         }
     }
-    if (sync_request(initialized_body, key, true, &r) != 0 || (r.status != 202 && r.status != 200 && r.status != 204)) {
+    if (sync_request(initialized_body, key, true, &r) != 0 ||
+        (r.status != 202 && r.status != 200 && r.status != 204)) {
         if (!quiet) {
             show_failure("notifications/initialized", &r);
         }
@@ -599,7 +609,8 @@ static void record(double t_start, double t_end, bool ok, const resp_t *r, int i
     if (first_error_shown < 3) {
         first_error_shown++;
         if (ioerr) {
-            fprintf(stderr, "loadgen: call failed: %s\n", ioerr == 2 ? "timeout" : "connection error");
+            fprintf(stderr, "loadgen: call failed: %s\n",
+                    ioerr == 2 ? "timeout" : "connection error");
         } else {
             show_failure("call failed", r);
         }
@@ -838,14 +849,15 @@ static void run_load(void)
     fprintf(stderr,
             "loadgen: %s:%d%s tool=%s c=%d: %llu calls in %.2f s = %.0f calls/s; "
             "p50 %u us, p90 %u us, p99 %u us, p99.9 %u us, max %u us; errors %llu "
-            "(non-200 %llu, JSON-RPC %llu, transport %llu incl. %llu timeouts); connections opened %llu\n",
+            "(non-200 %llu, JSON-RPC %llu, transport %llu incl. %llu timeouts); connections opened "
+            "%llu\n",
             opt.host, opt.port, opt.path, opt.tool, opt.conc, n_ok, secs, rps, pct(0.50), pct(0.90),
             pct(0.99), pct(0.999), nlat ? lat[nlat - 1] : 0, errors, n_non200, n_rpcerr, n_ioerr,
             n_timeout, n_reconnects);
     printf("RESULT calls=%llu secs=%.3f rps=%.1f p50=%u p90=%u p99=%u p999=%u max=%u errors=%llu "
            "connections=%llu total=%llu\n",
-            n_ok, secs, rps, pct(0.50), pct(0.90), pct(0.99), pct(0.999), nlat ? lat[nlat - 1] : 0,
-            errors, n_reconnects, n_total);
+           n_ok, secs, rps, pct(0.50), pct(0.90), pct(0.99), pct(0.999), nlat ? lat[nlat - 1] : 0,
+           errors, n_reconnects, n_total);
     fflush(stdout);
 }
 
@@ -867,8 +879,8 @@ static void run_sessions(void)
         }
     }
     double secs = now_s() - t0;
-    fprintf(stderr, "loadgen: opened %d sessions across %d keys in %.2f s (%d failed)\n", ok, opt.nkeys,
-            secs, bad);
+    fprintf(stderr, "loadgen: opened %d sessions across %d keys in %.2f s (%d failed)\n", ok,
+            opt.nkeys, secs, bad);
     printf("SESSIONS opened=%d errors=%d secs=%.3f\n", ok, bad, secs);
     fflush(stdout);
 }
@@ -898,7 +910,7 @@ static void probe(void)
                 }
             }
             die("%s:%d%s not ready after %.0f s (%d tries)", opt.host, opt.port, opt.path,
-                    opt.ready_timeout, tries);
+                opt.ready_timeout, tries);
         }
         usleep(100000);
     }
@@ -951,7 +963,8 @@ int main(int argc, char **argv)
         }
 #undef ARG
     }
-    if (url == NULL || opt.conc < 1 || opt.conc > MAX_CONNS || opt.duration <= 0 || opt.warmup < 0) {
+    if (url == NULL || opt.conc < 1 || opt.conc > MAX_CONNS || opt.duration <= 0 ||
+        opt.warmup < 0) {
         usage();
     }
     for (const char *p = opt.message; *p; p++) {

@@ -619,7 +619,8 @@ static stage_rc_t stage_policy(sg_exchange_t *ex, call_state_t *cs)
 
 static stage_rc_t stage_pass(sg_exchange_t *ex, call_state_t *cs)
 {
-    /* TODO(issue 6 and the scanning issue): scanning and audit fill these slots */
+    /* TODO(content-scanning issue): request and response scanning fill these two slots;
+     * audit runs in stage_audit_sync and when the exchange finishes */
     (void)ex;
     (void)cs;
     return STAGE_NEXT;
